@@ -1,0 +1,181 @@
+"""Ingest throughput and memory, side by side with a raw pyarrow scan of the same files.
+
+For each size (default 2M and 6M page views): generate logs with the reference world, then time
+(a) a raw `pyarrow.dataset` scan of every column of the page_views files and (b) `ecomrl logs
+ingest` end to end as a subprocess (interpreter start, Ray start, validation, sessionising,
+writing three tables, MLflow logging). Peak memory is sampled over the ingest process and all
+its descendants (driver, raylet, GCS, Ray workers): the sum of RSS (counts shared object-store
+pages once per process, so it overstates) and the sum of PSS (shares them out).
+
+Targets (issue 2, on 2 cores): ingest >= 150k page views/s end to end; peak RSS < 4 GiB at both
+sizes. Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow.dataset as pads
+
+from pipeline.world.generate import generate_logs
+
+TARGET_ROWS_PER_S = 150_000
+TARGET_RSS_GIB = 4.0
+GIB = 1024**3
+
+
+class PeakMemory(threading.Thread):
+    """Samples the memory of a process tree until stopped."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.root, self.interval = psutil.Process(pid), interval
+        self.peak_rss = self.peak_pss = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            rss = pss = 0
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            for proc in procs:
+                try:
+                    info = proc.memory_full_info()
+                    rss, pss = rss + info.rss, pss + info.pss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
+            self.done.wait(self.interval)
+
+
+def generate(out: Path, page_views: int, seed: int) -> dict:
+    """Logs of about `page_views` rows: sessions sized from a small pilot of the same world."""
+    pilot = generate_logs(out / "pilot", sessions=2_000, seed=seed)
+    shutil.rmtree(out / "pilot")
+    sessions = max(1, round(page_views * pilot.sessions / pilot.page_views))
+    started = time.perf_counter()
+    summary = generate_logs(out / "logs", sessions=sessions, seed=seed)
+    return {
+        "sessions": summary.sessions,
+        "page_views": summary.page_views,
+        "files": len(summary.files),
+        "generate_s": round(time.perf_counter() - started, 2),
+    }
+
+
+def raw_scan(logs: Path) -> dict:
+    started = time.perf_counter()
+    rows = sum(
+        b.num_rows for b in pads.dataset(logs / "page_views", partitioning="hive").to_batches()
+    )
+    seconds = time.perf_counter() - started
+    return {"rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds)}
+
+
+def ingest(logs: Path, out: Path, shards: int) -> dict:
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{out.parent / 'mlruns.db'}",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    cmd = [
+        str(Path(sys.executable).parent / "ecomrl"),
+        "logs",
+        "ingest",
+        str(logs),
+        "--out",
+        str(out),
+        "--shards",
+        str(shards),
+        "--overwrite",
+    ]
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    memory = PeakMemory(proc.pid)
+    memory.start()
+    _, err = proc.communicate()
+    seconds = time.perf_counter() - started
+    memory.done.set()
+    memory.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"ingest failed ({proc.returncode}): {err[-3000:]}")
+    summary = json.loads((out / "ingest_summary.json").read_text())
+    rows = summary["rows_read"]
+    return {
+        "rows": rows,
+        "rows_accepted": summary["rows_accepted"],
+        "rows_quarantined": summary["rows_quarantined"],
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(rows / seconds),
+        "in_process_seconds": summary["seconds"],
+        "ray_start_seconds": summary["ray_start_seconds"],
+        "peak_rss_gib": round(memory.peak_rss / GIB, 3),
+        "peak_pss_gib": round(memory.peak_pss / GIB, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[2_000_000, 6_000_000], help="page views per run"
+    )
+    parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out/ingest"))
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    args = parser.parse_args()
+
+    runs = []
+    for size in args.sizes:
+        work = args.workdir / f"pv{size}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        data = generate(work, size, args.seed)
+        scan = raw_scan(work / "logs")
+        result = ingest(work / "logs", work / "out", args.shards)
+        runs.append(
+            {
+                "target_page_views": size,
+                "data": data,
+                "raw_pyarrow_scan": scan,
+                "ecomrl_ingest": result,
+                "ingest_vs_raw_scan_time_ratio": round(result["seconds"] / scan["seconds"], 2),
+                "meets_throughput_target": result["rows_per_s"] >= TARGET_ROWS_PER_S,
+                "meets_memory_target": result["peak_rss_gib"] < TARGET_RSS_GIB,
+            }
+        )
+        if not args.keep:
+            shutil.rmtree(work)
+    print(
+        json.dumps(
+            {
+                "benchmark": "ingest",
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "memory_gib": round(psutil.virtual_memory().total / GIB, 1),
+                },
+                "targets": {"ingest_rows_per_s": TARGET_ROWS_PER_S, "peak_rss_gib": TARGET_RSS_GIB},
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""`ecomrl`: the command line. Thin: parse options (defaults come from pipeline/config.py),
+call one stage function, print its summary. Bad input ends in one line on stderr and exit
+status 2; `--debug` shows the traceback instead."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline import __version__
+from pipeline.config import (
+    GenerateConfig,
+    IngestConfig,
+    OnBadFile,
+    default,
+    help_of,
+    load_run_config,
+)
+from pipeline.errors import UserError
+from pipeline.logs.schema import RewardColumn
+
+app = typer.Typer(
+    help="ecomrl: learn a Virtual-Taobao simulator from search session logs and train "
+    "ranking policies in it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+logs_app = typer.Typer(help="Session logs: generate, ingest, inspect.", no_args_is_help=True)
+app.add_typer(logs_app, name="logs")
+console = Console()
+
+
+def _print_summary(title: str, summary: dict) -> None:
+    table = Table(title=title, show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    console.print(table)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"ecomrl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Global options; `--debug` is read by `main` before parsing."""
+
+
+@logs_app.command("generate")
+def logs_generate(
+    out: Annotated[
+        Path, typer.Option(help="Output directory (gets page_views/ and rerank_lists/).")
+    ],
+    sessions: Annotated[
+        int, typer.Option(min=1, help=help_of(GenerateConfig, "sessions"))
+    ] = default(GenerateConfig, "sessions"),
+    days: Annotated[int, typer.Option(min=1, help=help_of(GenerateConfig, "days"))] = default(
+        GenerateConfig, "days"
+    ),
+    seed: Annotated[int, typer.Option(min=0, help=help_of(GenerateConfig, "seed"))] = default(
+        GenerateConfig, "seed"
+    ),
+    overwrite: Annotated[bool, typer.Option(help=help_of(GenerateConfig, "overwrite"))] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Write session logs from the reference world under its small-norm logging policy,
+    Hive-partitioned by date. Same seed, same bytes."""
+    from pipeline import stages
+
+    config = GenerateConfig(sessions=sessions, days=days, seed=seed, overwrite=overwrite)
+    summary = stages.generate(out, config, progress=progress)
+    _print_summary(
+        "generated logs",
+        {
+            "out": str(summary.out),
+            "sessions": summary.sessions,
+            "page_views": summary.page_views,
+            "rerank_requests": summary.rerank_requests,
+            "purchases": summary.purchases,
+            "r2p": round(summary.r2p, 4),
+        },
+    )
+
+
+@logs_app.command("ingest")
+def logs_ingest(
+    src: Annotated[
+        Path,
+        typer.Argument(help="Log dataset root (holding page_views/) or a page_views directory."),
+    ],
+    out: Annotated[Path, typer.Option(help="Output directory for the training tables.")],
+    shards: Annotated[int, typer.Option(min=1, help=help_of(IngestConfig, "shards"))] = default(
+        IngestConfig, "shards"
+    ),
+    reward: Annotated[RewardColumn, typer.Option(help=help_of(IngestConfig, "reward"))] = default(
+        IngestConfig, "reward"
+    ),
+    on_bad_file: Annotated[
+        OnBadFile, typer.Option(help=help_of(IngestConfig, "on_bad_file"))
+    ] = default(IngestConfig, "on_bad_file"),
+    rows_per_bucket: Annotated[
+        int, typer.Option(help=help_of(IngestConfig, "rows_per_bucket"))
+    ] = default(IngestConfig, "rows_per_bucket"),
+    overwrite: Annotated[bool, typer.Option(help=help_of(IngestConfig, "overwrite"))] = False,
+) -> None:
+    """Validate page views row by row (bad rows to a quarantine table with their reason),
+    group them into sessions, shard by user id hash and write the engine transitions, customer
+    transitions and customer features, on Ray Data."""
+    from pipeline import stages
+
+    config = IngestConfig(
+        shards=shards,
+        reward=reward,
+        on_bad_file=on_bad_file,
+        rows_per_bucket=rows_per_bucket,
+        overwrite=overwrite,
+    )
+    summary = stages.ingest(src, out, config)
+    _print_summary("ingest", {k: v for k, v in vars(summary).items()})
+
+
+@logs_app.command("inspect")
+def logs_inspect(
+    path: Annotated[
+        Path, typer.Argument(help="A dataset root, a table directory or a parquet file.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Print schema, partitions, row counts and per-column statistics of ecomrl tables."""
+    from pipeline.logs.inspect import inspect_logs
+
+    reports = inspect_logs(path)
+    if as_json:
+        console.print_json(json.dumps([r.as_dict() for r in reports], default=str))
+        return
+    for report in reports:
+        data = report.as_dict()
+        _print_summary(
+            f"{report.table} at {report.root}",
+            {
+                "files": data["files"],
+                "rows": data["rows"],
+                "schema version": data["schema_version"],
+                "spec": data["spec"],
+            },
+        )
+        parts = Table("partition", "files", "rows", title="partitions")
+        for key, value in report.partitions.items():
+            parts.add_row(key, str(value["files"]), str(value["rows"]))
+        console.print(parts)
+        columns = Table("column", "type", "nulls", "statistics", title="columns")
+        for name, stats in report.columns.items():
+            rest = {k: v for k, v in stats.items() if k not in ("type", "rows", "nulls")}
+            columns.add_row(name, stats["type"], str(stats["nulls"]), json.dumps(rest, default=str))
+        console.print(columns)
+
+
+@app.command("run")
+def run(
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file overriding the embedded defaults.")
+    ] = None,
+    workdir: Annotated[Path | None, typer.Option(help="Where every stage writes.")] = None,
+    sessions: Annotated[
+        int | None, typer.Option(min=1, help="Sessions of logs to generate.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """The whole pipeline on the embedded defaults: generate logs -> ingest -> summary, tracked
+    as one MLflow run with a child run per stage."""
+    from pipeline import stages
+
+    run_config = load_run_config(config, {"workdir": workdir, "generate": {"sessions": sessions}})
+    _print_summary("ecomrl run", stages.run_pipeline(run_config, progress=progress))
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv[1:]
+    try:
+        app(prog_name="ecomrl")
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"ecomrl: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,104 @@
+"""Typed configs of the pipeline's stages and their defaults: the one source of truth.
+
+The CLI reads its option defaults from here, `ecomrl run --config FILE` overrides them from a
+YAML file validated on load (unknown keys and bad values are errors naming the key).
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import UserError
+from pipeline.logs.schema import LogSpec, RewardColumn
+
+
+class OnBadFile(enum.StrEnum):
+    FAIL = "fail"
+    QUARANTINE = "quarantine"
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenerateConfig(_Config):
+    """`ecomrl logs generate`: logs written by the reference world under its logging policy."""
+
+    sessions: int = Field(20_000, ge=1, description="main-search sessions over all days")
+    days: int = Field(1, ge=1, description="days of logs, one date partition each")
+    seed: int = Field(0, ge=0, description="world and logging seed; same seed, same bytes")
+    start_date: datetime.date = Field(datetime.date(2026, 1, 1), description="first date")
+    overwrite: bool = Field(False, description="replace an existing output directory")
+
+
+class IngestConfig(_Config):
+    """`ecomrl logs ingest`: validate, quarantine, shard by user and write training tables."""
+
+    shards: int = Field(4, ge=1, description="output shards (by user id hash)")
+    reward: RewardColumn = Field(RewardColumn.PURCHASE, description="feedback column used as r")
+    on_bad_file: OnBadFile = Field(
+        OnBadFile.FAIL,
+        description="an unreadable file or one of another schema version: stop the run, or "
+        "record it in the quarantine table and go on with the other files",
+    )
+    rows_per_bucket: int = Field(
+        250_000,
+        ge=1_000,
+        description="page views grouped per sessionising task; bounds each task's memory",
+    )
+    overwrite: bool = Field(False, description="replace an existing output directory")
+
+
+class RunConfig(_Config):
+    """`ecomrl run`: the whole pipeline on the embedded defaults."""
+
+    workdir: Path = Field(Path("ecomrl-out"), description="where every stage writes")
+    spec: LogSpec = LogSpec()
+    generate: GenerateConfig = GenerateConfig()
+    ingest: IngestConfig = IngestConfig()
+
+
+def default(model: type[BaseModel], field: str):
+    """The default of `model.field`, for CLI options that must not restate it."""
+    return model.model_fields[field].default
+
+
+def help_of(model: type[BaseModel], field: str) -> str:
+    return model.model_fields[field].description or ""
+
+
+def _merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        elif value is not None:
+            merged[key] = value
+    return merged
+
+
+def load_run_config(path: Path | None, overrides: dict | None = None) -> RunConfig:
+    """The embedded defaults, updated from a YAML file, then from `overrides` (nested dicts
+    like {"generate": {"sessions": 500}}; None values leave the setting alone)."""
+    data: dict = {}
+    if path is not None:
+        if not path.is_file():
+            raise UserError(f"{path}: no such config file")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"{path}: not valid YAML ({exc})") from exc
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a mapping at the top level")
+    data = _merge(data, overrides or {})
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UserError(f"{path or 'config'}: {where}: {first['msg']}") from exc

@@ -1,0 +1,1 @@
+"""Session logs: the data contract, validation and Ray Data ingestion into trajectories."""

@@ -1,0 +1,331 @@
+"""`ecomrl logs ingest`: page views -> validated, user-sharded training tables, on Ray Data.
+
+Two streaming passes, neither holds the dataset in one process:
+
+A. one Ray Data task per parquet row group: read it, validate rows (`validate.py`), write the
+   bad ones to the quarantine table, tag the good ones with a bucket (hash of session id) and
+   write them to a staging area partitioned by bucket;
+B. one task per bucket (a bucket holds whole sessions, at most ~`rows_per_bucket` rows, so
+   memory does not grow with the data): session checks and the three training tables
+   (`sessions.py`), each written partitioned by shard = hash of user id.
+
+Every row read ends either in the training tables or in quarantine; the run checks that
+rows read = accepted + quarantined and logs the counts.
+
+Output layout under OUT:
+    engine_transitions/shard=NNNN/part-BBBBB.parquet
+    customer_transitions/shard=NNNN/part-BBBBB.parquet
+    customer_features/shard=NNNN/part-BBBBB.parquet
+    quarantine/*.parquet            (source_file, row, reason, row_json)
+    ingest_summary.json
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.config import IngestConfig, OnBadFile
+from pipeline.errors import UserError
+from pipeline.logs.discover import BadFile, LogFile, discover
+from pipeline.logs.parquet import write_table
+from pipeline.logs.schema import (
+    CUSTOMER_FEATURES,
+    CUSTOMER_TRANSITIONS,
+    ENGINE_TRANSITIONS,
+    PAGE_VIEWS,
+    QUARANTINE,
+    LogSpec,
+    RewardColumn,
+    quarantine_schema,
+)
+from pipeline.logs.sessions import sessionize
+from pipeline.logs.sharding import bucket_of
+from pipeline.logs.validate import rows_as_json, validate_page_views
+from pipeline.paths import prepare_out
+
+STAGING = "_staging"
+SUMMARY_FILE = "ingest_summary.json"
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    source: str
+    out: str
+    rows_read: int
+    rows_accepted: int
+    rows_quarantined: int
+    files_read: int
+    files_quarantined: int
+    sessions: int
+    shards: int
+    buckets: int
+    reward: str
+    seconds: float
+    ray_start_seconds: float
+    quarantine_reasons: dict[str, int]
+
+    def metrics(self) -> dict[str, float]:
+        keys = (
+            "rows_read",
+            "rows_accepted",
+            "rows_quarantined",
+            "files_read",
+            "files_quarantined",
+            "sessions",
+            "seconds",
+        )
+        return {k: float(getattr(self, k)) for k in keys}
+
+
+def _write_quarantine(path: Path, spec: LogSpec, source: str, rows, reasons, row_json) -> None:
+    table = pa.Table.from_pydict(
+        {"source_file": [source] * len(rows), "row": rows, "reason": reasons, "row_json": row_json},
+        schema=quarantine_schema(spec),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_table(table, path)
+
+
+def _date_column(raw_dates: str | None, table: pa.Table) -> pa.Array:
+    """The Hive partition date of the file, or the row's own UTC date when the path has none."""
+    if raw_dates is not None:
+        return pa.repeat(pa.scalar(raw_dates, pa.string()), table.num_rows)
+    return pc.strftime(table.column("ts"), format="%Y-%m-%d").combine_chunks()
+
+
+def _validate_row_group(
+    batch: pa.Table,
+    *,
+    files: list[LogFile],
+    spec: LogSpec,
+    reward: RewardColumn,
+    buckets: int,
+    out: str,
+) -> pa.Table:
+    """Stage A for one row group: good rows, tagged with their source position, to the staging
+    file of their bucket; bad rows to quarantine. Returns one row of counts."""
+    file_id, group, first_row = (
+        batch.column(c)[0].as_py() for c in ("file_id", "group", "first_row")
+    )
+    log_file = files[file_id]
+    name = f"f{file_id:05d}-g{group:05d}.parquet"
+    try:
+        raw = pq.ParquetFile(log_file.path).read_row_group(group)
+    except (pa.ArrowException, OSError) as exc:
+        n = log_file.row_group_rows[group]
+        rows = list(range(first_row, first_row + n))
+        _write_quarantine(
+            Path(out) / QUARANTINE / f"a-{name}",
+            spec,
+            str(log_file.path),
+            rows,
+            [f"unreadable row group {group}: {exc}"] * n,
+            [None] * n,
+        )
+        return pa.table({"good": [0]})
+    checked = validate_page_views(raw, spec, reward)
+    if len(checked.bad_index):
+        _write_quarantine(
+            Path(out) / QUARANTINE / f"a-{name}",
+            spec,
+            str(log_file.path),
+            (checked.bad_index + first_row).tolist(),
+            checked.bad_reasons,
+            rows_as_json(raw, checked.bad_index),
+        )
+    good = (
+        checked.good.append_column("date", _date_column(log_file.date, checked.good))
+        .append_column("_file_id", pa.array(np.full(checked.good.num_rows, file_id, np.int32)))
+        .append_column("_row", pa.array(checked.good_index + first_row, pa.int64()))
+    )
+    bucket = bucket_of(good.column("session_id").to_numpy(), buckets)
+    _write_partitioned(good, bucket, Path(out) / STAGING, "bucket={}", name, scratch=True)
+    return pa.table({"good": [good.num_rows]})
+
+
+def _write_partitioned(
+    table: pa.Table, key: np.ndarray, root: Path, directory: str, name: str, scratch: bool = False
+) -> None:
+    """Write `table` as one file `root/directory.format(k)/name` per value k of `key`."""
+    if table.num_rows == 0:
+        return
+    if np.any(key[1:] < key[:-1]):
+        order = np.argsort(key, kind="stable")
+        table, key = table.take(order), key[order]
+    bounds = np.flatnonzero(np.r_[True, key[1:] != key[:-1], True])
+    for lo, hi in itertools.pairwise(bounds):
+        path = root / directory.format(key[lo]) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_table(table.slice(lo, hi - lo), path, scratch=scratch)
+
+
+def _sessionize_bucket(
+    batch: pa.Table,
+    *,
+    files: list[LogFile],
+    spec: LogSpec,
+    reward: RewardColumn,
+    shards: int,
+    out: str,
+) -> pa.Table:
+    """Stage B for one bucket: session checks, the training tables, per-bucket stats."""
+    bucket = batch.column("bucket")[0].as_py()
+    src = Path(out) / STAGING / f"bucket={bucket}"
+    if not src.exists():
+        return pa.table({"bucket": [bucket], "accepted": [0], "quarantined": [0], "sessions": [0]})
+    rows = pq.read_table(src)
+    result = sessionize(rows, spec, reward, shards)
+    name = f"part-{bucket:05d}.parquet"
+    for table, shard, root in (
+        (result.engine_transitions, result.shard, ENGINE_TRANSITIONS),
+        (result.customer_transitions, result.shard, CUSTOMER_TRANSITIONS),
+        (result.customer_features, result.feature_shard, CUSTOMER_FEATURES),
+    ):
+        _write_partitioned(table, shard, Path(out) / root, "shard={:04d}", name)
+    if result.rejected.num_rows:
+        bad = result.rejected
+        sources = [str(files[i].path) for i in bad.column("_file_id").to_pylist()]
+        table = pa.Table.from_pydict(
+            {
+                "source_file": sources,
+                "row": bad.column("_row"),
+                "reason": result.rejected_reasons,
+                "row_json": rows_as_json(
+                    bad.drop_columns(["_file_id", "_row"]), np.arange(len(bad))
+                ),
+            },
+            schema=quarantine_schema(spec),
+        )
+        write_table(table, Path(out) / QUARANTINE / f"b-{bucket:05d}.parquet")
+    return pa.table(
+        {
+            "bucket": [bucket],
+            "accepted": [result.engine_transitions.num_rows],
+            "quarantined": [result.rejected.num_rows],
+            "sessions": [result.customer_features.num_rows],
+        }
+    )
+
+
+def _check_bad_files(bad: list[BadFile], config: IngestConfig) -> None:
+    if bad and config.on_bad_file is OnBadFile.FAIL:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise UserError(
+            f"{bad[0].reason}{more}; pass --on-bad-file quarantine to set bad files aside"
+        )
+
+
+def _quarantine_bad_files(bad: list[BadFile], out: Path, spec: LogSpec) -> None:
+    for i, b in enumerate(bad):
+        _write_quarantine(
+            out / QUARANTINE / f"file-{i:05d}.parquet", spec, str(b.path), [-1], [b.reason], [None]
+        )
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons by wording, not values: 'page_index 12 ...' -> 'page_index # ...'."""
+    return re.sub(r"'[^']*'|-?\d+(\.\d+)?", "#", reason)
+
+
+def _quarantine_counts(out: Path) -> tuple[int, int, Counter]:
+    rows = files = 0
+    kinds: Counter = Counter()
+    for path in sorted((out / QUARANTINE).glob("*.parquet")):
+        table = pq.read_table(path, columns=["row", "reason"])
+        whole_files = pc.sum(pc.equal(table.column("row"), -1)).as_py() or 0
+        files += whole_files
+        rows += table.num_rows - whole_files
+        kinds.update(_reason_kind(r) for r in table.column("reason").to_pylist())
+    return rows, files, kinds
+
+
+def _tasks(files: list[LogFile]) -> list[dict]:
+    tasks = []
+    for file_id, log_file in enumerate(files):
+        first = 0
+        for group, n in enumerate(log_file.row_group_rows):
+            tasks.append({"file_id": file_id, "group": group, "first_row": first})
+            first += n
+    return tasks
+
+
+def ingest_logs(
+    src: str | Path, out: str | Path, config: IngestConfig | None = None
+) -> IngestSummary:
+    """Validate and shard the `page_views` under `src` into training tables under `out`."""
+    import ray.data
+
+    from pipeline.ray_runtime import ensure_ray
+
+    config = config or IngestConfig()
+    started = time.perf_counter()
+    out = Path(out)
+    found = discover(src, PAGE_VIEWS)
+    _check_bad_files(found.bad_files, config)
+    if found.num_rows == 0:
+        raise UserError(f"{src}: empty dataset (0 page views in {len(found.files)} file(s))")
+    prepare_out(out, config.overwrite)
+    _quarantine_bad_files(found.bad_files, out, found.spec)
+    buckets = max(config.shards, math.ceil(found.num_rows / config.rows_per_bucket))
+    common = {"files": found.files, "spec": found.spec, "reward": config.reward, "out": str(out)}
+
+    ray_started = time.perf_counter()
+    ensure_ray()
+    ray_seconds = time.perf_counter() - ray_started
+    tasks = _tasks(found.files)
+    (
+        ray.data.from_items(tasks, override_num_blocks=len(tasks))
+        .map_batches(
+            _validate_row_group,
+            batch_size=1,
+            batch_format="pyarrow",
+            fn_kwargs={**common, "buckets": buckets},
+        )
+        .materialize()
+    )
+    stats = (
+        ray.data.from_items([{"bucket": b} for b in range(buckets)], override_num_blocks=buckets)
+        .map_batches(
+            _sessionize_bucket,
+            batch_size=1,
+            batch_format="pyarrow",
+            fn_kwargs={**common, "shards": config.shards},
+        )
+        .take_all()
+    )
+    shutil.rmtree(out / STAGING, ignore_errors=True)
+
+    quarantined, files_quarantined, kinds = _quarantine_counts(out)
+    summary = IngestSummary(
+        source=str(src),
+        out=str(out),
+        rows_read=found.num_rows,
+        rows_accepted=sum(s["accepted"] for s in stats),
+        rows_quarantined=quarantined,
+        files_read=len(found.files),
+        files_quarantined=files_quarantined,
+        sessions=sum(s["sessions"] for s in stats),
+        shards=config.shards,
+        buckets=buckets,
+        reward=config.reward.value,
+        seconds=round(time.perf_counter() - started, 3),
+        ray_start_seconds=round(ray_seconds, 3),
+        quarantine_reasons=dict(kinds.most_common()),
+    )
+    if summary.rows_read != summary.rows_accepted + summary.rows_quarantined:
+        raise RuntimeError(f"ingest lost rows: {summary}")  # a bug, never bad input
+    (out / SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=2))
+    return summary
