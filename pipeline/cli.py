@@ -119,6 +119,7 @@ def logs_ingest(
         int, typer.Option(help=help_of(IngestConfig, "rows_per_bucket"))
     ] = default(IngestConfig, "rows_per_bucket"),
     overwrite: Annotated[bool, typer.Option(help=help_of(IngestConfig, "overwrite"))] = False,
+    progress: Annotated[bool, typer.Option(help="Show Ray Data's progress bars.")] = True,
 ) -> None:
     """Validate page views row by row (bad rows to a quarantine table with their reason),
     group them into sessions, shard by user id hash and write the engine transitions, customer
@@ -132,7 +133,7 @@ def logs_ingest(
         rows_per_bucket=rows_per_bucket,
         overwrite=overwrite,
     )
-    summary = stages.ingest(src, out, config)
+    summary = stages.ingest(src, out, config, progress)
     _print_summary("ingest", {k: v for k, v in vars(summary).items()})
 
 

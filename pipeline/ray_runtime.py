@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 
 def ensure_ray() -> None:
     import ray
 
+    # Ray Data narrates every execution plan at INFO; its progress bars say what matters.
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     if ray.is_initialized():
         return
     # Joining a cluster takes its resources; a local Ray gets this machine without a dashboard.

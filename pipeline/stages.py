@@ -43,11 +43,11 @@ def generate(out: Path, config: GenerateConfig, spec: LogSpec | None = None, pro
     return summary
 
 
-def ingest(src: Path, out: Path, config: IngestConfig) -> IngestSummary:
+def ingest(src: Path, out: Path, config: IngestConfig, progress: bool = True) -> IngestSummary:
     """Validate, quarantine and shard page views into the training tables."""
     params = {"ingest": config.model_dump(mode="json"), "source": str(src), "out": str(out)}
     with tracking.run("ingest", params):
-        summary = ingest_logs(src, out, config)
+        summary = ingest_logs(src, out, config, progress)
         tracking.log_metrics(summary.metrics())
         tracking.log_artifact(Path(out) / SUMMARY_FILE)
     return summary
@@ -64,7 +64,7 @@ def run_pipeline(config: RunConfig, progress: bool = True) -> dict:
         generate_config = config.generate.model_copy(update={"overwrite": True})
         generated = generate(logs, generate_config, config.spec, progress)
         ingest_config = config.ingest.model_copy(update={"overwrite": True})
-        ingested = ingest(logs, trajectories, ingest_config)
+        ingested = ingest(logs, trajectories, ingest_config, progress)
         summary = {
             "mlflow_run_id": parent.info.run_id,
             "logs": str(logs),

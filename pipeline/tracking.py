@@ -73,8 +73,8 @@ def run(
     import mlflow
 
     # MLflow and alembic announce store migrations at INFO on stderr: noise around our output.
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    for logger in ("mlflow", "alembic"):
+        logging.getLogger(logger).setLevel(logging.WARNING)
     uri = tracking_uri()
     parent = mlflow.active_run()
     if parent is None:

@@ -263,7 +263,7 @@ def _tasks(files: list[LogFile]) -> list[dict]:
 
 
 def ingest_logs(
-    src: str | Path, out: str | Path, config: IngestConfig | None = None
+    src: str | Path, out: str | Path, config: IngestConfig | None = None, progress: bool = True
 ) -> IngestSummary:
     """Validate and shard the `page_views` under `src` into training tables under `out`."""
     import ray.data
@@ -284,6 +284,7 @@ def ingest_logs(
 
     ray_started = time.perf_counter()
     ensure_ray()
+    ray.data.DataContext.get_current().enable_progress_bars = progress
     ray_seconds = time.perf_counter() - ray_started
     tasks = _tasks(found.files)
     (
