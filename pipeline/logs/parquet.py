@@ -2,8 +2,7 @@
 
 Dictionary encoding pays off for low-cardinality strings (scenario, action, date) and costs a
 lot on float vectors (ranking weights, features) where pyarrow's default tries it on every
-column: restricting it makes writes ~3x faster at the same size. Scratch files (ingestion's
-staging, read once and deleted) skip compression and statistics too.
+column: restricting it makes writes ~3x faster at the same size.
 """
 
 from __future__ import annotations
@@ -14,9 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-def write_table(table: pa.Table, path: str | Path, *, scratch: bool = False, **options) -> None:
+def write_table(table: pa.Table, path: str | Path, **options) -> None:
     strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
-    defaults = {"use_dictionary": strings}
-    if scratch:
-        defaults.update(compression="none", write_statistics=False)
-    pq.write_table(table, path, **{**defaults, **options})
+    pq.write_table(table, path, **{"use_dictionary": strings, **options})

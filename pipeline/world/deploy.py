@@ -50,8 +50,9 @@ class DeploymentReport:
             est = asdict(getattr(self, name))
             out[name] = est["value"]
             out[f"{name}_ci_low"], out[f"{name}_ci_high"] = est["ci_low"], est["ci_high"]
-        out.update(customers=float(self.customers), page_views=float(self.page_views),
-                   day=float(self.day))
+        out.update(
+            customers=float(self.customers), page_views=float(self.page_views), day=float(self.day)
+        )
         if self.time_slice is not None:
             out["time_slice"] = float(self.time_slice)
         return out
@@ -73,9 +74,17 @@ def total_estimate(values: np.ndarray, z: float) -> Estimate:
     return Estimate(float(total), float(total - z * se), float(total + z * se))
 
 
-def deploy(world: World, policy: Callable[[np.ndarray], np.ndarray], customers: int,
-           day: int = 0, time_slice: int | None = None, scenario: str = "main_search",
-           seed: int = 0, batch_size: int = 4096, confidence: float = 0.95) -> DeploymentReport:
+def deploy(
+    world: World,
+    policy: Callable[[np.ndarray], np.ndarray],
+    customers: int,
+    day: int = 0,
+    time_slice: int | None = None,
+    scenario: str = "main_search",
+    seed: int = 0,
+    batch_size: int = 4096,
+    confidence: float = 0.95,
+) -> DeploymentReport:
     """Run `customers` fresh sessions of `scenario` under `policy` (obs (B, obs_dim) float32 ->
     actions (B, action_dim)) in `world` at `day` and `time_slice`; results depend on `seed` and
     `batch_size` (one random stream per batch). In-shop deployment starts sessions in a random
@@ -96,8 +105,9 @@ def deploy(world: World, policy: Callable[[np.ndarray], np.ndarray], customers: 
     sums = np.zeros((4, users))
     for batch, lo in enumerate(range(0, customers, batch_size)):
         rng = stream(world.seed, *key, batch + 1)
-        sessions = world.draw_sessions(pop, min(batch_size, customers - lo), rng, day,
-                                       time_slice, code)
+        sessions = world.draw_sessions(
+            pop, min(batch_size, customers - lo), rng, day, time_slice, code
+        )
         views = world.run(pop, sessions, policy, rng, day)
         user = sessions.user[views.session]
         for i, w in enumerate((None, views.purchase, views.clicks, views.amount)):
@@ -109,6 +119,9 @@ def deploy(world: World, policy: Callable[[np.ndarray], np.ndarray], customers: 
         ctr=ratio_estimate(clicks, pages * world.spec.page_size, z),
         tt=total_estimate(amount, z),
         tv=total_estimate(buys, z),
-        customers=customers, page_views=int(pages.sum()), day=day, time_slice=time_slice,
+        customers=customers,
+        page_views=int(pages.sum()),
+        day=day,
+        time_slice=time_slice,
         scenario=scenario,
     )

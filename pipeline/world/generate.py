@@ -48,8 +48,15 @@ ROW_GROUP_ROWS = 65_536
 ROWS_PER_FILE = 8 * ROW_GROUP_ROWS
 _DAY_MS = 86_400_000
 # Low-cardinality columns; dictionary-encoding the random floats would only cost time.
-_DICTIONARY = ("scenario", "customer_action", "query_category", "customer_attrs", "page_index",
-               "num_clicks", "purchase")
+_DICTIONARY = (
+    "scenario",
+    "customer_action",
+    "query_category",
+    "customer_attrs",
+    "page_index",
+    "num_clicks",
+    "purchase",
+)
 
 
 @dataclass(frozen=True)
@@ -92,8 +99,9 @@ class _PartWriter:
             self.directory.mkdir(parents=True, exist_ok=True)
             self.files.append(self.directory / f"part-{len(self.files):05d}.parquet")
             dictionary = [name for name in _DICTIONARY if name in self.schema.names]
-            self._writer = pq.ParquetWriter(self.files[-1], self.schema, compression="zstd",
-                                            use_dictionary=dictionary)
+            self._writer = pq.ParquetWriter(
+                self.files[-1], self.schema, compression="zstd", use_dictionary=dictionary
+            )
         self._writer.write_table(table.slice(0, rows), row_group_size=rows)
         self._file_rows += rows
         rest = table.slice(rows)
@@ -120,7 +128,8 @@ def _fixed_list(values: np.ndarray, field: pa.Field) -> pa.Array:
 
 def _strings(codes: np.ndarray, names: tuple[str, ...]) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8()), pa.array(names)).cast(
-        pa.string())
+        pa.string()
+    )
 
 
 def _timestamps(day_ms: int, seconds: np.ndarray) -> pa.Array:
@@ -128,8 +137,14 @@ def _timestamps(day_ms: int, seconds: np.ndarray) -> pa.Array:
     return pa.array(ms, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
 
 
-def page_view_table(schema: pa.Schema, pop: Population, sessions: Sessions, views: PageViews,
-                    session_ids: np.ndarray, day_ms: int) -> pa.Table:
+def page_view_table(
+    schema: pa.Schema,
+    pop: Population,
+    sessions: Sessions,
+    views: PageViews,
+    session_ids: np.ndarray,
+    day_ms: int,
+) -> pa.Table:
     """The contract table of a batch of page views (`session_ids` (L,) per session row)."""
     user = sessions.user[views.session]
     f = schema.field
@@ -153,8 +168,14 @@ def page_view_table(schema: pa.Schema, pop: Population, sessions: Sessions, view
     return pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)
 
 
-def rerank_table(schema: pa.Schema, pop: Population, sessions: Sessions,
-                 requests: RerankRequests, session_ids: np.ndarray, day_ms: int) -> pa.Table:
+def rerank_table(
+    schema: pa.Schema,
+    pop: Population,
+    sessions: Sessions,
+    requests: RerankRequests,
+    session_ids: np.ndarray,
+    day_ms: int,
+) -> pa.Table:
     """The contract table of a batch of re-ranking requests (request_id = session_id)."""
     rows = requests.session
     offsets = pa.array(requests.offsets, pa.int32())
@@ -171,7 +192,8 @@ def rerank_table(schema: pa.Schema, pop: Population, sessions: Sessions,
         "customer_attrs": _fixed_list(pop.attrs[sessions.user[rows]], f("customer_attrs")),
         "candidate_item_ids": pa.ListArray.from_arrays(offsets, pa.array(requests.candidates)),
         "candidate_features": pa.ListArray.from_arrays(
-            offsets, _fixed_list(requests.features, f("candidate_features").type.value_field)),
+            offsets, _fixed_list(requests.features, f("candidate_features").type.value_field)
+        ),
         "candidate_prices": pa.ListArray.from_arrays(offsets, pa.array(requests.prices)),
         "shown_order": pa.ListArray.from_arrays(shown, pa.array(requests.shown_order.ravel())),
         "click_labels": pa.ListArray.from_arrays(shown, pa.array(requests.clicks.ravel())),
@@ -200,10 +222,16 @@ def _sessions_per_day(sessions: int, days: int) -> list[int]:
     return [sessions // days + (d < sessions % days) for d in range(days)]
 
 
-def generate_logs(out: str | Path, sessions: int, days: int = 1, seed: int = 0,
-                  spec: LogSpec | None = None, params: WorldParams | None = None,
-                  start_date: datetime.date = datetime.date(2026, 1, 1),
-                  progress: bool = False) -> GenerateSummary:
+def generate_logs(
+    out: str | Path,
+    sessions: int,
+    days: int = 1,
+    seed: int = 0,
+    spec: LogSpec | None = None,
+    params: WorldParams | None = None,
+    start_date: datetime.date = datetime.date(2026, 1, 1),
+    progress: bool = False,
+) -> GenerateSummary:
     """Simulate `sessions` main-search sessions (plus their in-shop follow-ups and re-ranking
     requests) spread evenly over `days` days of ``World(spec, params, seed)`` under the
     `LoggingPolicy`, and write both tables. Day d (date start_date + d) sees the world drifted by
@@ -226,13 +254,15 @@ def generate_logs(out: str | Path, sessions: int, days: int = 1, seed: int = 0,
         for day, count in enumerate(_sessions_per_day(sessions, days)):
             date = start_date + datetime.timedelta(days=day)
             day_ms = (date - datetime.date(1970, 1, 1)).days * _DAY_MS
-            writers = {t: _PartWriter(out / t / f"date={date.isoformat()}", schemas[t])
-                       for t in schemas}
+            writers = {
+                t: _PartWriter(out / t / f"date={date.isoformat()}", schemas[t]) for t in schemas
+            }
             for chunk, lo in enumerate(range(0, count, CHUNK_SESSIONS)):
                 ids = first + lo + np.arange(min(CHUNK_SESSIONS, count - lo), dtype=np.int64)
                 rng = stream(seed, LOG_STREAM, day, chunk)
-                tables = _simulate_chunk(world, rerank, pop, rng, day, ids, sessions, day_ms,
-                                         schemas, totals)
+                tables = _simulate_chunk(
+                    world, rerank, pop, rng, day, ids, sessions, day_ms, schemas, totals
+                )
                 for name, table in tables.items():
                     writers[name].write(table)
                 bar.update(ids.size)
@@ -240,16 +270,33 @@ def generate_logs(out: str | Path, sessions: int, days: int = 1, seed: int = 0,
                 files.extend(writer.close())
             first += count
     return GenerateSummary(
-        out=out, sessions=sessions, page_views=totals.page_views,
-        rerank_requests=totals.requests, days=days, files=files, purchases=totals.purchases,
-        r2p=totals.purchases / max(totals.page_views, 1), in_shop_sessions=totals.in_shop,
-        users=users, clicks=totals.clicks, turnover=totals.turnover,
+        out=out,
+        sessions=sessions,
+        page_views=totals.page_views,
+        rerank_requests=totals.requests,
+        days=days,
+        files=files,
+        purchases=totals.purchases,
+        r2p=totals.purchases / max(totals.page_views, 1),
+        in_shop_sessions=totals.in_shop,
+        users=users,
+        clicks=totals.clicks,
+        turnover=totals.turnover,
     )
 
 
-def _simulate_chunk(world: World, rerank: RerankMarket, pop: Population,
-                    rng: np.random.Generator, day: int, ids: np.ndarray, total: int, day_ms: int,
-                    schemas: dict[str, pa.Schema], totals: _Totals) -> dict[str, pa.Table]:
+def _simulate_chunk(
+    world: World,
+    rerank: RerankMarket,
+    pop: Population,
+    rng: np.random.Generator,
+    day: int,
+    ids: np.ndarray,
+    total: int,
+    day_ms: int,
+    schemas: dict[str, pa.Schema],
+    totals: _Totals,
+) -> dict[str, pa.Table]:
     """One chunk of main sessions, their in-shop follow-ups and re-ranking requests."""
     policy = LoggingPolicy(world.spec, world.params.logging_scale, seed=int(rng.integers(2**62)))
     main = world.draw_sessions(pop, ids.size, rng, day)
@@ -264,8 +311,9 @@ def _simulate_chunk(world: World, rerank: RerankMarket, pop: Population,
     if shop_views is not None:
         totals.add(shop_views)
         totals.in_shop += shop.size
-        pages.append(page_view_table(schemas[PAGE_VIEWS], pop, shop, shop_views,
-                                     total + ids[rows], day_ms))
+        pages.append(
+            page_view_table(schemas[PAGE_VIEWS], pop, shop, shop_views, total + ids[rows], day_ms)
+        )
     totals.requests += requests.session.size
     return {
         PAGE_VIEWS: pa.concat_tables(pages),

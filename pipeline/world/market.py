@@ -77,12 +77,14 @@ class Catalogue:
         """rel_i(d) = (rel_i + c r_i) / sqrt(1 + c^2), c = rate * d: trends change which items
         are relevant while the spread of relevance (hence the base rate) stays the same."""
         c = rate * day
-        return ((self.relevance + np.float32(c) * self.relevance_drift)
-                / np.float32(np.sqrt(1 + c * c)))
+        return (self.relevance + np.float32(c) * self.relevance_drift) / np.float32(
+            np.sqrt(1 + c * c)
+        )
 
 
-def build_catalogue(rng: np.random.Generator, n_categories: int, dims: int,
-                    p: WorldParams) -> Catalogue:
+def build_catalogue(
+    rng: np.random.Generator, n_categories: int, dims: int, p: WorldParams
+) -> Catalogue:
     """Per category: log-normal prices; quality correlated with price; popularity correlated with
     the hidden relevance (so the logging ranking is partly explained by observables)."""
     shape = (n_categories, p.items_per_category)
@@ -182,8 +184,9 @@ class _Live:
 class World:
     """The reference market. `seed` fixes every hidden parameter; see docs/world.md."""
 
-    def __init__(self, spec: LogSpec | None = None, params: WorldParams | None = None,
-                 seed: int = 0):
+    def __init__(
+        self, spec: LogSpec | None = None, params: WorldParams | None = None, seed: int = 0
+    ):
         self.spec = spec or LogSpec()
         self.params = params or WorldParams()
         self.seed = seed
@@ -319,17 +322,32 @@ class World:
             else:
                 dense[:, j] = noise
         pref_noise = np.float32(p.pref_user_sd) * rng.standard_normal(
-            (n_users, s.action_dim), dtype=np.float32)
-        intent = (np.asarray(p.segment_intent)[segment] + self.attribute_intent(attrs)
-                  + p.intent_sd * rng.standard_normal(n_users))
-        patience = (p.turn_bias + np.asarray(p.segment_patience)[segment]
-                    + p.patience_sd * rng.standard_normal(n_users))
-        activity = np.exp(traits[:, TRAITS.index("activity")]
-                          + p.activity_sd * rng.standard_normal(n_users))
+            (n_users, s.action_dim), dtype=np.float32
+        )
+        intent = (
+            np.asarray(p.segment_intent)[segment]
+            + self.attribute_intent(attrs)
+            + p.intent_sd * rng.standard_normal(n_users)
+        )
+        patience = (
+            p.turn_bias
+            + np.asarray(p.segment_patience)[segment]
+            + p.patience_sd * rng.standard_normal(n_users)
+        )
+        activity = np.exp(
+            traits[:, TRAITS.index("activity")] + p.activity_sd * rng.standard_normal(n_users)
+        )
         return _index_population(segment, attrs, dense, pref_noise, intent, patience, activity, k)
 
-    def draw_sessions(self, pop: Population, n: int, rng: np.random.Generator, day: int,
-                      time_slice: int | None = None, scenario: int = MAIN_SEARCH) -> Sessions:
+    def draw_sessions(
+        self,
+        pop: Population,
+        n: int,
+        rng: np.random.Generator,
+        day: int,
+        time_slice: int | None = None,
+        scenario: int = MAIN_SEARCH,
+    ) -> Sessions:
         """`n` session requests: a slice from the diurnal traffic profile, a segment from the
         slice's (and day's) mix, an active user of that segment, a query from the segment."""
         p = self.params
@@ -352,16 +370,23 @@ class World:
             shop = query * shops + rng.integers(0, shops, n)
         return Sessions(user, query, slices, start, shop, scenario)
 
-    def follow_up_in_shop(self, main: Sessions, views: PageViews,
-                          rng: np.random.Generator) -> tuple[np.ndarray, Sessions]:
+    def follow_up_in_shop(
+        self, main: Sessions, views: PageViews, rng: np.random.Generator
+    ) -> tuple[np.ndarray, Sessions]:
         """In-shop sessions started after main-search sessions with a click: same user and query,
         in the shop of the last clicked item. Returns (main session rows, in-shop Sessions)."""
         p = self.params
         follow = (views.clicked_shop >= 0) & (rng.random(main.size) < p.in_shop_prob)
         rows = np.flatnonzero(follow)
         start = views.end_s[rows] + rng.exponential(p.in_shop_gap_s, rows.size)
-        shop = Sessions(main.user[rows], main.query[rows], main.time_slice[rows], start,
-                        views.clicked_shop[rows], IN_SHOP)
+        shop = Sessions(
+            main.user[rows],
+            main.query[rows],
+            main.time_slice[rows],
+            start,
+            views.clicked_shop[rows],
+            IN_SHOP,
+        )
         return rows, shop
 
     # --- pages and responses ------------------------------------------------------------------
@@ -369,30 +394,44 @@ class World:
         p = self.params
         user = sessions.user
         attrs = pop.attrs[user]
-        theta = self.drifted(self.preference(attrs, sessions.query) + pop.pref_noise[user],
-                             pop.segment[user], day)
-        buy_base = (p.buy_bias + pop.intent[user] + self.slice_offset(sessions.time_slice)
-                    + p.drift_base_per_day * day)
+        theta = self.drifted(
+            self.preference(attrs, sessions.query) + pop.pref_noise[user], pop.segment[user], day
+        )
+        buy_base = (
+            p.buy_bias
+            + pop.intent[user]
+            + self.slice_offset(sessions.time_slice)
+            + p.drift_base_per_day * day
+        )
         if sessions.scenario == IN_SHOP:
             buy_base = buy_base + p.in_shop_bias
             base, size, n_cand = sessions.shop * p.shop_size, p.shop_size, p.shop_candidates
         else:
             base = sessions.query * p.items_per_category
             size, n_cand = p.items_per_category, p.main_candidates
-        return _Live(attrs, pop.dense[user], theta.astype(np.float32),
-                     buy_base.astype(np.float32), pop.patience[user], base, size, n_cand,
-                     self.strides[size])
+        return _Live(
+            attrs,
+            pop.dense[user],
+            theta.astype(np.float32),
+            buy_base.astype(np.float32),
+            pop.patience[user],
+            base,
+            size,
+            n_cand,
+            self.strides[size],
+        )
 
     def _candidates(self, rng: np.random.Generator, live: _Live, rows: np.ndarray) -> np.ndarray:
         """Distinct candidates from each session's pool: an arithmetic progression with a random
         start and a stride coprime with the pool size (cheap sampling without replacement)."""
         start = rng.integers(0, live.pool_size, rows.size)
         stride = live.strides[rng.integers(0, live.strides.size, rows.size)]
-        offsets = (start[:, None] + stride[:, None] * np.arange(live.n_candidates))
+        offsets = start[:, None] + stride[:, None] * np.arange(live.n_candidates)
         return live.pool_base[rows, None] + offsets % live.pool_size
 
-    def show_page(self, candidates: np.ndarray, action: np.ndarray,
-                  relevance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def show_page(
+        self, candidates: np.ndarray, action: np.ndarray, relevance: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The engine's page: the top page_size candidates by score_i = rel_i + a . x_i, best
         first. Returns (items (B, K), their features (B, K, A)). Top-k makes the response
         nonlinear in a; large |a| discards the base relevance."""
@@ -404,17 +443,21 @@ class World:
         items = np.take_along_axis(candidates, np.take_along_axis(top, order, axis=1), axis=1)
         return items, np.take(self._x, items, axis=0)
 
-    def utilities(self, theta: np.ndarray, features: np.ndarray, items: np.ndarray,
-                  relevance: np.ndarray) -> np.ndarray:
+    def utilities(
+        self, theta: np.ndarray, features: np.ndarray, items: np.ndarray, relevance: np.ndarray
+    ) -> np.ndarray:
         """u_j = theta_c . x_j + lambda * rel_j for the shown items (B, K)."""
-        return (np.einsum("bka,ba->bk", features, theta)
-                + self.params.relevance_weight * relevance[items])
+        return (
+            np.einsum("bka,ba->bk", features, theta)
+            + self.params.relevance_weight * relevance[items]
+        )
 
     def position_bias(self) -> np.ndarray:
         return -self.params.position_decay * np.log1p(np.arange(self.spec.page_size))
 
-    def buy_logit(self, buy_base: np.ndarray, utilities: np.ndarray,
-                  page_index: int | np.ndarray) -> np.ndarray:
+    def buy_logit(
+        self, buy_base: np.ndarray, utilities: np.ndarray, page_index: int | np.ndarray
+    ) -> np.ndarray:
         """Purchase logit of a page: base + kappa * log sum_j exp(u_j + pos_j) - gamma * n. The
         customer's intent depends on what the page shows AND on the page index n."""
         p = self.params
@@ -423,8 +466,9 @@ class World:
         attraction = peak + np.log(np.exp(z - peak[:, None]).sum(axis=1))
         return buy_base + p.attraction_weight * attraction - p.page_decay * page_index
 
-    def respond(self, rng: np.random.Generator, live: _Live, rows: np.ndarray, n: int,
-                utilities: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def respond(
+        self, rng: np.random.Generator, live: _Live, rows: np.ndarray, n: int, utilities: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The customer's answer to page n: (clicked (B, K) bool, bought position (B,) or -1,
         customer action (B,), clicks (B,))."""
         p = self.params
@@ -435,14 +479,23 @@ class World:
         choice = np.argmax(utilities + pos + rng.gumbel(size=utilities.shape), axis=1)  # softmax
         clicked[buy, choice[buy]] = True  # an item is clicked before it is bought
         clicks = clicked.sum(axis=1)
-        turn_logit = (live.patience[rows] + p.turn_click_weight * np.minimum(clicks, 3)
-                      - p.turn_page_decay * n)
+        turn_logit = (
+            live.patience[rows]
+            + p.turn_click_weight * np.minimum(clicks, 3)
+            - p.turn_page_decay * n
+        )
         turn = rng.random(rows.size) < sigmoid(turn_logit)
         action = np.where(buy, BUY, np.where(turn, TURN_PAGE, LEAVE)).astype(np.int8)
         return clicked, np.where(buy, choice, -1), action, clicks
 
-    def run(self, pop: Population, sessions: Sessions, policy: Policy,
-            rng: np.random.Generator, day: int = 0) -> PageViews:
+    def run(
+        self,
+        pop: Population,
+        sessions: Sessions,
+        policy: Policy,
+        rng: np.random.Generator,
+        day: int = 0,
+    ) -> PageViews:
         """Step all sessions of the batch together; the policy sees one observation batch per page
         index. A session ends on buy or leave, or after page MaxIndex (T^c)."""
         p, s = self.params, self.spec
@@ -458,8 +511,14 @@ class World:
         for n in range(s.max_index + 1):
             if rows.size == 0:
                 break
-            obs = encode_observation(s, live.attrs[rows], sessions.query[rows], live.dense[rows],
-                                     np.full(rows.size, n), last_clicks[rows])
+            obs = encode_observation(
+                s,
+                live.attrs[rows],
+                sessions.query[rows],
+                live.dense[rows],
+                np.full(rows.size, n),
+                last_clicks[rows],
+            )
             action = _check_action(policy(obs), rows.size, s.action_dim)
             items, x = self.show_page(self._candidates(rng, live, rows), action, relevance)
             u = self.utilities(live.theta[rows], x, items, relevance)
@@ -470,25 +529,42 @@ class World:
             clicked_shop[rows[has_click]] = last_item[has_click] // p.shop_size
             bought_item = items[np.arange(rows.size), np.maximum(bought, 0)]
             amount = np.where(bought >= 0, self.catalogue.prices[bought_item], 0.0)
-            steps.append((rows, np.full(rows.size, n), t[rows].copy(), action, items, clicks,
-                          amount.astype(np.float32), customer))
+            steps.append(
+                (
+                    rows,
+                    np.full(rows.size, n),
+                    t[rows].copy(),
+                    action,
+                    items,
+                    clicks,
+                    amount.astype(np.float32),
+                    customer,
+                )
+            )
             gap_min, gap_mean = p.page_gap_s
-            t[rows] += (gap_min + rng.exponential(gap_mean, rows.size)
-                        + p.click_dwell_s * clicks)
+            t[rows] += gap_min + rng.exponential(gap_mean, rows.size) + p.click_dwell_s * clicks
             last_clicks[rows] = clicks
             rows = rows[customer == TURN_PAGE]
         return self._collect(steps, t, clicked_shop)
 
-    def _collect(self, steps: list[tuple], end_s: np.ndarray,
-                 clicked_shop: np.ndarray) -> PageViews:
+    def _collect(
+        self, steps: list[tuple], end_s: np.ndarray, clicked_shop: np.ndarray
+    ) -> PageViews:
         cols = [np.concatenate(c) for c in zip(*steps, strict=True)]
         session, page, ts, action, items, clicks, amount, customer = cols
         order = np.argsort(session, kind="stable")  # steps are page-major; make sessions contiguous
         return PageViews(
-            session=session[order], page_index=page[order].astype(np.int16), ts_s=ts[order],
-            action=action[order], items=items[order], prices=self.catalogue.prices[items[order]],
-            clicks=clicks[order].astype(np.int16), purchase=customer[order] == BUY,
-            amount=amount[order], customer_action=customer[order], end_s=end_s,
+            session=session[order],
+            page_index=page[order].astype(np.int16),
+            ts_s=ts[order],
+            action=action[order],
+            items=items[order],
+            prices=self.catalogue.prices[items[order]],
+            clicks=clicks[order].astype(np.int16),
+            purchase=customer[order] == BUY,
+            amount=amount[order],
+            customer_action=customer[order],
+            end_s=end_s,
             clicked_shop=clicked_shop,
         )
 
@@ -502,9 +578,16 @@ def _check_action(action: np.ndarray, batch: int, dim: int) -> np.ndarray:
     return action
 
 
-def _index_population(segment: np.ndarray, attrs: np.ndarray, dense: np.ndarray,
-                      pref_noise: np.ndarray, intent: np.ndarray, patience: np.ndarray,
-                      activity: np.ndarray, k: int) -> Population:
+def _index_population(
+    segment: np.ndarray,
+    attrs: np.ndarray,
+    dense: np.ndarray,
+    pref_noise: np.ndarray,
+    intent: np.ndarray,
+    patience: np.ndarray,
+    activity: np.ndarray,
+    k: int,
+) -> Population:
     """Sort users by segment and build keys so `Population.pick` is one searchsorted."""
     order = np.argsort(segment, kind="stable")
     seg_sorted = segment[order]
@@ -515,7 +598,13 @@ def _index_population(segment: np.ndarray, attrs: np.ndarray, dense: np.ndarray,
         within = (cum - starts[seg_sorted]) / totals[seg_sorted]
     within[np.flatnonzero(np.diff(seg_sorted, append=k))] = 1.0  # exact end of each segment
     return Population(
-        segment=segment, attrs=attrs, dense=dense, pref_noise=pref_noise,
-        intent=intent.astype(np.float32), patience=patience.astype(np.float32),
-        segment_activity=totals, order=order, keys=seg_sorted + within,
+        segment=segment,
+        attrs=attrs,
+        dense=dense,
+        pref_noise=pref_noise,
+        intent=intent.astype(np.float32),
+        patience=patience.astype(np.float32),
+        segment_activity=totals,
+        order=order,
+        keys=seg_sorted + within,
     )

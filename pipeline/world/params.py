@@ -25,7 +25,9 @@ class WorldParams(BaseModel):
         2000, ge=100, description="Items in each query category's catalogue (the main-search pool)."
     )
     shop_size: int = Field(
-        40, ge=10, description="Items per shop; a category's items are split into shops of this "
+        40,
+        ge=10,
+        description="Items per shop; a category's items are split into shops of this "
         "size, the in-shop pool. Must divide items_per_category.",
     )
     category_price_range: tuple[float, float] = Field(
@@ -44,7 +46,9 @@ class WorldParams(BaseModel):
 
     # --- engine page --------------------------------------------------------------------------
     main_candidates: int = Field(
-        30, ge=1, description="Candidates retrieved for a main-search page; the top page_size by "
+        30,
+        ge=1,
+        description="Candidates retrieved for a main-search page; the top page_size by "
         "score_i = rel_i + a.x_i are shown.",
     )
     shop_candidates: int = Field(
@@ -53,8 +57,14 @@ class WorldParams(BaseModel):
 
     # --- customer population ------------------------------------------------------------------
     segment_names: tuple[str, ...] = Field(
-        ("bargain_hunter", "quality_seeker", "young_browser", "family_shopper", "loyal_member",
-         "occasional"),
+        (
+            "bargain_hunter",
+            "quality_seeker",
+            "young_browser",
+            "family_shopper",
+            "loyal_member",
+            "occasional",
+        ),
         description="Latent customer segments (never logged; they correlate the attributes).",
     )
     segment_weights: tuple[float, ...] = Field(
@@ -99,7 +109,9 @@ class WorldParams(BaseModel):
         0.5, ge=0, description="Noise added to the trait before an ordinal attribute is binned."
     )
     nominal_concentration: float = Field(
-        0.6, gt=0, description="Dirichlet concentration of the per-segment nominal distributions "
+        0.6,
+        gt=0,
+        description="Dirichlet concentration of the per-segment nominal distributions "
         "(small = segments are easy to tell apart from their nominal attributes).",
     )
     dense_roles: dict[str, tuple[str, float, float]] = Field(
@@ -115,7 +127,10 @@ class WorldParams(BaseModel):
         0.8, ge=0, description="Log-normal noise of a user's activity weight (heavy-tailed usage)."
     )
     query_segment_share: float = Field(
-        0.6, ge=0, le=1, description="Weight of the segment-specific query distribution in the mix "
+        0.6,
+        ge=0,
+        le=1,
+        description="Weight of the segment-specific query distribution in the mix "
         "with the global one.",
     )
 
@@ -124,15 +139,18 @@ class WorldParams(BaseModel):
         (0.2, 0.3, 0.2), description="Everyone's preference for (cheapness, quality, popularity)."
     )
     pref_wealth: tuple[float, float] = Field(
-        (-0.45, 0.25), description="Per wealth-coded attribute: (cheapness, quality) weight times "
+        (-0.45, 0.25),
+        description="Per wealth-coded attribute: (cheapness, quality) weight times "
         "the centred level in [-1, 1]; wealthy customers want expensive, good items.",
     )
     pref_thrift: tuple[float, float] = Field(
-        (0.5, -0.2), description="Per thrift-coded attribute: (cheapness, quality) weight times "
+        (0.5, -0.2),
+        description="Per thrift-coded attribute: (cheapness, quality) weight times "
         "the centred level; thrifty customers want cheap items (opposite sign to the wealthy).",
     )
     pref_taste: tuple[float, float] = Field(
-        (0.3, 0.2), description="Per taste-coded attribute: (quality, popularity) weight times the "
+        (0.3, 0.2),
+        description="Per taste-coded attribute: (quality, popularity) weight times the "
         "centred level.",
     )
     pref_nominal_scale: dict[str, float] = Field(
@@ -141,7 +159,9 @@ class WorldParams(BaseModel):
         "unlisted nominal groups use 0.1.",
     )
     pref_nominal_dims: int = Field(
-        3, ge=1, description="Ranking dimensions (beyond the interpretable 3) each nominal "
+        3,
+        ge=1,
+        description="Ranking dimensions (beyond the interpretable 3) each nominal "
         "attribute value has a preference on.",
     )
     pref_query_norm: float = Field(
@@ -198,7 +218,10 @@ class WorldParams(BaseModel):
 
     # --- in-shop scenario ---------------------------------------------------------------------
     in_shop_prob: float = Field(
-        0.3, ge=0, le=1, description="Probability that a main-search session with a click is "
+        0.3,
+        ge=0,
+        le=1,
+        description="Probability that a main-search session with a click is "
         "followed by an in-shop session in the shop of the last clicked item.",
     )
     in_shop_gap_s: float = Field(20.0, ge=0, description="Mean seconds before the in-shop session.")
@@ -208,27 +231,35 @@ class WorldParams(BaseModel):
         -0.004, description="Purchase logit change per day (base rate drift)."
     )
     drift_pref_per_day: float = Field(
-        0.02, ge=0, description="Per day, preferences turn towards the segment's hidden direction "
+        0.02,
+        ge=0,
+        description="Per day, preferences turn towards the segment's hidden direction "
         "by this fraction of their norm (norm kept): about 1 degree a day, 31 degrees in 30 days.",
     )
     drift_mix_per_day: float = Field(
         0.01, ge=0, description="Segment traffic log-share change per day along a hidden direction."
     )
     drift_relevance_per_day: float = Field(
-        0.01, ge=0, description="c per day: rel_i(d) = (rel_i + c d r_i) / sqrt(1 + (c d)^2), "
+        0.01,
+        ge=0,
+        description="c per day: rel_i(d) = (rel_i + c d r_i) / sqrt(1 + (c d)^2), "
         "r_i a hidden new relevance (item trends change, the spread does not).",
     )
 
     # --- logging policy -----------------------------------------------------------------------
     logging_scale: float = Field(
-        0.5, gt=0, description="Expected norm of the logging policy's random action "
+        0.5,
+        gt=0,
+        description="Expected norm of the logging policy's random action "
         "a ~ N(0, (scale^2 / action_dim) I), small next to relevance_sd (paper's random bucket).",
     )
 
     # --- re-ranking lists ---------------------------------------------------------------------
     rerank_rate: float = Field(
-        0.25, ge=0, le=1, description="Probability that a main-search session issues one "
-        "re-ranking request.",
+        0.25,
+        ge=0,
+        le=1,
+        description="Probability that a main-search session issues one re-ranking request.",
     )
     rerank_sizes: tuple[int, ...] = Field(
         (17, 30, 50, 100), description="Possible candidate-list sizes n."
@@ -246,20 +277,31 @@ class WorldParams(BaseModel):
         0.5, ge=0, description="Position bias in lists: -decay * log(1 + position)."
     )
     rerank_similarity_weight: float = Field(
-        1.5, ge=0, description="Pay logit lost per unit of the max cosine similarity to an item "
+        1.5,
+        ge=0,
+        description="Pay logit lost per unit of the max cosine similarity to an item "
         "shown above (redundancy).",
     )
     rerank_anchor_weight: float = Field(
-        0.8, ge=0, description="Pay logit per unit of (mean log price above - own log price): "
+        0.8,
+        ge=0,
+        description="Pay logit per unit of (mean log price above - own log price): "
         "price anchoring.",
     )
 
     @model_validator(mode="after")
     def _check(self) -> WorldParams:
         k = len(self.segment_names)
-        per_segment = (self.segment_weights, self.segment_wealth, self.segment_activity,
-                       self.segment_taste, self.segment_thrift, self.segment_intent,
-                       self.segment_patience, self.segment_peak_slice)
+        per_segment = (
+            self.segment_weights,
+            self.segment_wealth,
+            self.segment_activity,
+            self.segment_taste,
+            self.segment_thrift,
+            self.segment_intent,
+            self.segment_patience,
+            self.segment_peak_slice,
+        )
         if any(len(v) != k for v in per_segment):
             raise ValueError("every segment_* tuple needs one value per segment")
         if len(self.traffic_profile) != N_SLICES:

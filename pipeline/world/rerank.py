@@ -47,8 +47,9 @@ class RerankMarket:
         self.spec = world.spec
         self.params = world.params
 
-    def _utility(self, customer_attrs: np.ndarray, query: np.ndarray,
-                 shown_features: np.ndarray) -> np.ndarray:
+    def _utility(
+        self, customer_attrs: np.ndarray, query: np.ndarray, shown_features: np.ndarray
+    ) -> np.ndarray:
         theta = self.world.preference(customer_attrs, query)
         dims = min(theta.shape[1], shown_features.shape[2])
         return np.einsum("bkf,bf->bk", shown_features[..., :dims], theta[:, :dims])
@@ -56,8 +57,14 @@ class RerankMarket:
     def _position(self, k: int) -> np.ndarray:
         return -self.params.rerank_position_decay * np.log1p(np.arange(k))
 
-    def true_pay_probs(self, customer_attrs: np.ndarray, query: np.ndarray, features: np.ndarray,
-                       prices: np.ndarray, order: np.ndarray) -> np.ndarray:
+    def true_pay_probs(
+        self,
+        customer_attrs: np.ndarray,
+        query: np.ndarray,
+        features: np.ndarray,
+        prices: np.ndarray,
+        order: np.ndarray,
+    ) -> np.ndarray:
         """P(pay) of each shown position. customer_attrs (B, G) int, query (B,) int, features
         (B, n, rerank_feature_dim), prices (B, n), order (B, k) candidate indices shown top first.
         Returns float64 (B, k)."""
@@ -73,39 +80,56 @@ class RerankMarket:
         count = np.arange(k)
         mean_above = (np.cumsum(log_price, axis=1) - log_price) / np.maximum(count, 1)
         anchor = np.where(count > 0, mean_above - log_price, 0.0)
-        logit = (p.rerank_pay_bias + self.world.attribute_intent(customer_attrs)[:, None]
-                 + self._utility(customer_attrs, query, shown) + self._position(k)
-                 - p.rerank_similarity_weight * redundancy + p.rerank_anchor_weight * anchor)
+        logit = (
+            p.rerank_pay_bias
+            + self.world.attribute_intent(customer_attrs)[:, None]
+            + self._utility(customer_attrs, query, shown)
+            + self._position(k)
+            - p.rerank_similarity_weight * redundancy
+            + p.rerank_anchor_weight * anchor
+        )
         return sigmoid(logit)
 
-    def click_probs(self, customer_attrs: np.ndarray, query: np.ndarray, features: np.ndarray,
-                    order: np.ndarray) -> np.ndarray:
+    def click_probs(
+        self, customer_attrs: np.ndarray, query: np.ndarray, features: np.ndarray, order: np.ndarray
+    ) -> np.ndarray:
         """P(click) of each shown position (B, k), shapes as in `true_pay_probs`."""
         order = np.asarray(order, dtype=np.int64)
         shown = np.take_along_axis(np.asarray(features, dtype=np.float64), order[:, :, None], 1)
         utility = self._utility(customer_attrs, query, shown)
-        return sigmoid(self.params.rerank_click_bias + _CLICK_UTILITY_WEIGHT * utility
-                       + self._position(order.shape[1]))
+        return sigmoid(
+            self.params.rerank_click_bias
+            + _CLICK_UTILITY_WEIGHT * utility
+            + self._position(order.shape[1])
+        )
 
-    def expected_purchases_and_gmv(self, customer_attrs: np.ndarray, query: np.ndarray,
-                                   features: np.ndarray, prices: np.ndarray,
-                                   order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def expected_purchases_and_gmv(
+        self,
+        customer_attrs: np.ndarray,
+        query: np.ndarray,
+        features: np.ndarray,
+        prices: np.ndarray,
+        order: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Expected items paid (B,) and expected GMV (B,) of showing `order` (shapes as in
         `true_pay_probs`): the PAY and GMV rewards of a list."""
         pay = self.true_pay_probs(customer_attrs, query, features, prices, order)
-        shown_prices = np.take_along_axis(np.asarray(prices, dtype=np.float64),
-                                          np.asarray(order, dtype=np.int64), 1)
+        shown_prices = np.take_along_axis(
+            np.asarray(prices, dtype=np.float64), np.asarray(order, dtype=np.int64), 1
+        )
         return pay.sum(axis=1), (pay * shown_prices).sum(axis=1)
 
-    def log_requests(self, pop: Population, sessions: Sessions, rng: np.random.Generator,
-                     day: int = 0) -> RerankRequests:
+    def log_requests(
+        self, pop: Population, sessions: Sessions, rng: np.random.Generator, day: int = 0
+    ) -> RerankRequests:
         """Requests of a fraction `rerank_rate` of the sessions, shown by the logging re-ranker
         (base relevance + noise), labelled by the true model."""
         p, cat = self.params, self.world.catalogue
         dims, k = self.spec.rerank_feature_dim, p.rerank_shown
         session = np.flatnonzero(rng.random(sessions.size) < p.rerank_rate)
         sizes = np.asarray(p.rerank_sizes)[
-            rng.choice(len(p.rerank_sizes), size=session.size, p=p.rerank_size_probs)]
+            rng.choice(len(p.rerank_sizes), size=session.size, p=p.rerank_size_probs)
+        ]
         offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
         candidates = np.empty(offsets[-1], dtype=np.int64)
         shown = np.empty((session.size, k), dtype=np.int16)
@@ -130,5 +154,13 @@ class RerankMarket:
             click = pay | (rng.random(order.shape) < self.click_probs(attrs, query, feats, order))
             candidates[offsets[rows][:, None] + np.arange(n)] = cand
             shown[rows], clicks[rows], pays[rows] = order, click, pay
-        return RerankRequests(session, offsets, candidates, cat.features[candidates, :dims],
-                              cat.prices[candidates], shown, clicks, pays)
+        return RerankRequests(
+            session,
+            offsets,
+            candidates,
+            cat.features[candidates, :dims],
+            cat.prices[candidates],
+            shown,
+            clicks,
+            pays,
+        )
