@@ -122,7 +122,9 @@ def _metadata(table: str, spec: LogSpec) -> dict[bytes, bytes]:
 
 
 def page_views_schema(spec: LogSpec) -> pa.Schema:
-    """One row per page view (PV) shown to a customer. Excludes the `date` partition column."""
+    """One row per page view (PV) shown to a customer. Excludes the `date` partition column.
+
+    `session_id` is unique across the whole dataset (not per day): ingestion groups by it."""
     fields = [
         pa.field("session_id", pa.int64(), nullable=False),
         pa.field("user_id", pa.int64(), nullable=False),
