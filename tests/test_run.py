@@ -22,34 +22,11 @@ def digest(root: Path) -> dict[str, str]:
 
 
 def test_generate_is_deterministic_and_tracked(cli, tmp_path, mlflow_store):
-    code, out, err = cli(
-        "logs",
-        "generate",
-        "--out",
-        tmp_path / "a",
-        "--sessions",
-        "300",
-        "--days",
-        "2",
-        "--seed",
-        "5",
-        "--no-progress",
-    )
+    args = ("--sessions", "300", "--days", "2", "--seed", "5", "--no-progress")
+    code, out, err = cli("logs", "generate", "--out", tmp_path / "a", *args)
     assert code == 0, err
     assert "page_views" in out
-    cli(
-        "logs",
-        "generate",
-        "--out",
-        tmp_path / "b",
-        "--sessions",
-        "300",
-        "--days",
-        "2",
-        "--seed",
-        "5",
-        "--no-progress",
-    )
+    cli("logs", "generate", "--out", tmp_path / "b", *args)
     files = digest(tmp_path / "a")
     assert files == digest(tmp_path / "b")
     assert {Path(f).parts[1] for f in files} == {"date=2026-01-01", "date=2026-01-02"}

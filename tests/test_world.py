@@ -58,7 +58,7 @@ def _decode(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(attrs, query) back from the one-hot observation."""
     bounds = np.cumsum((0, *SPEC.attr_cardinalities))
     attrs = np.stack([obs[:, a:b].argmax(1) for a, b in itertools.pairwise(bounds)], axis=1)
-    return attrs, obs[:, bounds[-1]: bounds[-1] + SPEC.n_query_categories].argmax(1)
+    return attrs, obs[:, bounds[-1] : bounds[-1] + SPEC.n_query_categories].argmax(1)
 
 
 def _constant(action: np.ndarray):
@@ -66,8 +66,10 @@ def _constant(action: np.ndarray):
 
 
 def _hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*.parquet"))}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*.parquet"))
+    }
 
 
 def _disjoint(a, b) -> bool:
@@ -116,8 +118,10 @@ def test_files_follow_the_contract(logs):
     assert (pages["purchase"] == (pages["customer_action"] == "buy")).all()
     assert ((pages["purchase_amount"] > 0) == pages["purchase"]).all()
     bought = pages[pages["purchase"]]
-    assert all(amount in prices for amount, prices in
-               zip(bought["purchase_amount"], bought["item_prices"], strict=True))
+    assert all(
+        amount in prices
+        for amount, prices in zip(bought["purchase_amount"], bought["item_prices"], strict=True)
+    )
     assert rerank.num_rows == summary.rerank_requests > 0
     k = WorldParams().rerank_shown
     for row in rerank.slice(0, 50).to_pylist():
@@ -226,8 +230,15 @@ def test_drift_changes_the_world_a_month_later(world):
     policy = LoggingPolicy(SPEC, seed=1)
     today, month = (deploy(world, policy, 30_000, day=d).r2p for d in (0, 30))
     assert _disjoint(today, month)
-    still = World(params=WorldParams(drift_base_per_day=0, drift_pref_per_day=0,
-                                     drift_mix_per_day=0, drift_relevance_per_day=0), seed=SEED)
+    still = World(
+        params=WorldParams(
+            drift_base_per_day=0,
+            drift_pref_per_day=0,
+            drift_mix_per_day=0,
+            drift_relevance_per_day=0,
+        ),
+        seed=SEED,
+    )
     today, month = (deploy(still, policy, 30_000, day=d).r2p for d in (0, 30))
     assert not _disjoint(today, month)
 
@@ -249,8 +260,10 @@ def test_in_shop_sessions_share_customers_with_main_search(logs):
     origin = shop_first.index - SESSIONS
     assert (shop_first["user_id"].to_numpy() == main_first.loc[origin, "user_id"].to_numpy()).all()
     for column in ("customer_attrs", "customer_dense"):
-        assert all(np.array_equal(a, b) for a, b in
-                   zip(shop_first[column], main_first.loc[origin, column], strict=True))
+        assert all(
+            np.array_equal(a, b)
+            for a, b in zip(shop_first[column], main_first.loc[origin, column], strict=True)
+        )
     assert (shop_first["ts"].to_numpy() >= main_last.loc[origin].to_numpy()).all()
     shop_size = WorldParams().shop_size
     shops = shop.assign(shop=[set(ids // shop_size) for ids in shop["item_ids"]])
@@ -323,9 +336,17 @@ def test_deploy_calls_the_policy_once_per_step_on_encoded_observations(world):
 
 
 def test_other_log_specs_work(tmp_path):
-    spec = LogSpec(attr_names=("a", "purchase_power_level"), attr_cardinalities=(3, 4),
-                   n_query_categories=3, dense_names=("x",), action_dim=6, page_size=5,
-                   max_index=4, scenarios=("main_search",), rerank_feature_dim=10)
+    spec = LogSpec(
+        attr_names=("a", "purchase_power_level"),
+        attr_cardinalities=(3, 4),
+        n_query_categories=3,
+        dense_names=("x",),
+        action_dim=6,
+        page_size=5,
+        max_index=4,
+        scenarios=("main_search",),
+        rerank_feature_dim=10,
+    )
     summary = generate_logs(tmp_path, 800, spec=spec)
     for path in summary.files:
         assert read_contract(pq.read_schema(path), str(path))[1] == spec

@@ -121,30 +121,46 @@ def _metadata(table: str, spec: LogSpec) -> dict[bytes, bytes]:
     }
 
 
+def _customer_fields(spec: LogSpec, with_date: bool = True) -> list[pa.Field]:
+    """The customer feature with its request: the part of s that GAN-SD generates. Log files
+    carry `date` in their partition path; the training tables carry it as a column."""
+    date = [pa.field("date", pa.string(), nullable=False)] if with_date else []
+    return [
+        pa.field("session_id", pa.int64(), nullable=False),
+        pa.field("user_id", pa.int64(), nullable=False),
+        *date,
+        pa.field("ts", pa.timestamp("ms", tz="UTC"), nullable=False),
+        pa.field("scenario", pa.string(), nullable=False),
+        pa.field("query_category", pa.int16(), nullable=False),
+        # One code per attribute group (cardinalities in the spec).
+        pa.field("customer_attrs", pa.list_(pa.int16(), spec.n_attrs), nullable=False),
+        # Optional dense customer features: null when the source has none.
+        pa.field("customer_dense", pa.list_(pa.float32(), spec.dense_dim), nullable=True),
+    ]
+
+
+def _feedback_fields() -> list[pa.Field]:
+    """Feedback. Null means "not logged by this source", never "zero"."""
+    return [
+        pa.field("num_clicks", pa.int16(), nullable=True),
+        pa.field("purchase", pa.bool_(), nullable=True),
+        pa.field("purchase_amount", pa.float32(), nullable=True),
+        pa.field("customer_action", pa.string(), nullable=False),
+    ]
+
+
 def page_views_schema(spec: LogSpec) -> pa.Schema:
     """One row per page view (PV) shown to a customer. Excludes the `date` partition column.
 
     `session_id` is unique across the whole dataset (not per day): ingestion groups by it."""
     fields = [
-        pa.field("session_id", pa.int64(), nullable=False),
-        pa.field("user_id", pa.int64(), nullable=False),
-        pa.field("ts", pa.timestamp("ms", tz="UTC"), nullable=False),
-        pa.field("scenario", pa.string(), nullable=False),
-        pa.field("query_category", pa.int16(), nullable=False),
-        # Customer features: one code per attribute group (cardinalities in the spec).
-        pa.field("customer_attrs", pa.list_(pa.int16(), spec.n_attrs), nullable=False),
-        # Optional dense customer features: null when the source has none.
-        pa.field("customer_dense", pa.list_(pa.float32(), spec.dense_dim), nullable=True),
+        *_customer_fields(spec, with_date=False),
         pa.field("page_index", pa.int16(), nullable=False),
         # The ranking weights that produced the page: the engine action a.
         pa.field("engine_action", pa.list_(pa.float32(), spec.action_dim), nullable=False),
         pa.field("item_ids", pa.list_(pa.int64(), spec.page_size), nullable=False),
         pa.field("item_prices", pa.list_(pa.float32(), spec.page_size), nullable=False),
-        # Feedback. Null means "not logged by this source", never "zero".
-        pa.field("num_clicks", pa.int16(), nullable=True),
-        pa.field("purchase", pa.bool_(), nullable=True),
-        pa.field("purchase_amount", pa.float32(), nullable=True),
-        pa.field("customer_action", pa.string(), nullable=False),
+        *_feedback_fields(),
     ]
     return pa.schema(fields, metadata=_metadata(PAGE_VIEWS, spec))
 
@@ -174,29 +190,6 @@ def rerank_lists_schema(spec: LogSpec) -> pa.Schema:
         pa.field("pay_labels", pa.list_(pa.int8()), nullable=True),
     ]
     return pa.schema(fields, metadata=_metadata(RERANK_LISTS, spec))
-
-
-def _customer_fields(spec: LogSpec) -> list[pa.Field]:
-    """The customer feature with its request: the part of s that GAN-SD generates."""
-    return [
-        pa.field("session_id", pa.int64(), nullable=False),
-        pa.field("user_id", pa.int64(), nullable=False),
-        pa.field("date", pa.string(), nullable=False),
-        pa.field("ts", pa.timestamp("ms", tz="UTC"), nullable=False),
-        pa.field("scenario", pa.string(), nullable=False),
-        pa.field("query_category", pa.int16(), nullable=False),
-        pa.field("customer_attrs", pa.list_(pa.int16(), spec.n_attrs), nullable=False),
-        pa.field("customer_dense", pa.list_(pa.float32(), spec.dense_dim), nullable=True),
-    ]
-
-
-def _feedback_fields() -> list[pa.Field]:
-    return [
-        pa.field("num_clicks", pa.int16(), nullable=True),
-        pa.field("purchase", pa.bool_(), nullable=True),
-        pa.field("purchase_amount", pa.float32(), nullable=True),
-        pa.field("customer_action", pa.string(), nullable=False),
-    ]
 
 
 def engine_transitions_schema(spec: LogSpec) -> pa.Schema:
