@@ -54,7 +54,7 @@ def _cast_each(col: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray
     for i, scalar in enumerate(col):
         try:
             values.append(scalar.cast(target).as_py())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        except pa.ArrowException:  # invalid value, unsupported cast, wrong type
             values.append(None)
             failed[i] = True
     return pa.array(values, type=target), failed
@@ -72,7 +72,7 @@ def _conform(raw: pa.Table, field: pa.Field, problems: Problems) -> tuple[pa.Arr
     if col.type != field.type:
         try:
             col = pc.cast(col, field.type, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        except pa.ArrowException:  # invalid value, unsupported cast, wrong type
             original = col.type
             col, flagged = _cast_each(col, field.type)
             problems.add(flagged, f"column {field.name!r}: value is not {field.type} ({original})")
