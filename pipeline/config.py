@@ -73,10 +73,11 @@ def help_of(model: type[BaseModel], field: str) -> str:
 
 
 def _merge(base: dict, update: dict) -> dict:
+    """`base` updated from `update`, recursively; None in `update` means "not given"."""
     merged = dict(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+        if isinstance(value, dict):
+            merged[key] = _merge(merged.get(key) or {}, value)
         elif value is not None:
             merged[key] = value
     return merged

@@ -30,7 +30,8 @@ def _import(modules: tuple[str, ...]) -> None:
 def warm_workers(*modules: str) -> list:
     """Have every CPU's worker import `modules` now, in parallel, while the driver prepares the
     job: otherwise the first tasks of a stage pay for the imports one after another (~1.5 s on
-    2 cores). Returns the refs; nothing needs to wait for them."""
+    2 cores). Returns the refs: wait for them before the stage, whose scheduler would otherwise
+    find no free CPU and warn that the job may hang."""
     import ray
 
     task = ray.remote(num_cpus=1)(_import)

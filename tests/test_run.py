@@ -51,23 +51,11 @@ def test_run_config_file_is_validated(cli, tmp_path):
 
 @pytest.mark.slow
 def test_ecomrl_run_end_to_end(tmp_path):
-    """The README's main command, as a user runs it: a fresh process, a fresh Ray."""
+    """The README's main command as a user runs it: embedded defaults, a fresh process and Ray."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns.db'}"}
-    config = tmp_path / "small.yaml"
-    config.write_text(
-        yaml.safe_dump({"generate": {"sessions": 2000, "days": 2}, "ingest": {"shards": 2}})
-    )
     ecomrl = Path(sys.executable).parent / "ecomrl"
     result = subprocess.run(
-        [
-            str(ecomrl),
-            "run",
-            "--config",
-            str(config),
-            "--workdir",
-            str(tmp_path / "work"),
-            "--no-progress",
-        ],
+        [str(ecomrl), "run", "--workdir", str(tmp_path / "work"), "--no-progress"],
         env=env,
         capture_output=True,
         text=True,
@@ -81,14 +69,24 @@ def test_ecomrl_run_end_to_end(tmp_path):
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     runs = mlflow.search_runs(experiment_names=[tracking.EXPERIMENT])
     parent = runs[runs["tags.mlflow.runName"] == "pipeline"].iloc[0]
+    assert parent["params.run.generate.sessions"] == "20000"
     children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
     assert set(children["tags.mlflow.runName"]) == {"generate", "ingest"}
     ingest = children[children["tags.mlflow.runName"] == "ingest"].iloc[0]
     generated = children[children["tags.mlflow.runName"] == "generate"].iloc[0]
     assert ingest["metrics.rows_read"] == generated["metrics.page_views"]
-    assert (
-        ingest["metrics.rows_read"]
-        == ingest["metrics.rows_accepted"] + ingest["metrics.rows_quarantined"]
-    )
-    assert ingest["metrics.rows_quarantined"] == 0  # the world writes clean logs
+    accepted, quarantined = ingest["metrics.rows_accepted"], ingest["metrics.rows_quarantined"]
+    assert ingest["metrics.rows_read"] == accepted + quarantined
+    assert quarantined == 0  # the world writes clean logs
     assert (tmp_path / "work/trajectories/engine_transitions").is_dir()
+
+
+def test_run_config_defaults_and_overrides(tmp_path):
+    from pipeline.config import RunConfig, load_run_config
+
+    # What `ecomrl run` passes when no option is given: the embedded defaults.
+    assert load_run_config(None, {"workdir": None, "generate": {"sessions": None}}) == RunConfig()
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"generate": {"days": 3}}))
+    config = load_run_config(path, {"generate": {"sessions": 7}})
+    assert (config.generate.days, config.generate.sessions) == (3, 7)

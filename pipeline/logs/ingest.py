@@ -298,6 +298,7 @@ def ingest_logs(
     src: str | Path, out: str | Path, config: IngestConfig | None = None, progress: bool = True
 ) -> IngestSummary:
     """Validate and shard the `page_views` under `src` into training tables under `out`."""
+    import ray
     import ray.data
 
     from pipeline.ray_runtime import data_context, ensure_ray, warm_workers
@@ -312,12 +313,13 @@ def ingest_logs(
     ray_started = time.perf_counter()
     ensure_ray()
     ray_seconds = time.perf_counter() - ray_started
-    warm_workers("ray.data", __name__)  # while the driver clears the output directory
+    warming = warm_workers("ray.data", __name__)  # while the driver clears the output directory
     prepare_out(out, config.overwrite)
     _quarantine_bad_files(found.bad_files, out, found.spec)
     buckets = max(config.shards, math.ceil(found.num_rows / config.rows_per_bucket))
     common = {"files": found.files, "spec": found.spec, "reward": config.reward, "out": str(out)}
     tasks = _tasks(found.files)
+    ray.get(warming)
     with data_context(progress):
         ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
             _validate_row_group,
