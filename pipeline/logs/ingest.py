@@ -104,10 +104,10 @@ def _write_quarantine(path: Path, spec: LogSpec, source: str, rows, reasons, row
     write_table(table, path)
 
 
-def _date_column(raw_dates: str | None, table: pa.Table) -> pa.Array:
+def _date_column(date: str | None, table: pa.Table) -> pa.Array:
     """The Hive partition date of the file, or the row's own UTC date when the path has none."""
-    if raw_dates is not None:
-        return pa.repeat(pa.scalar(raw_dates, pa.string()), table.num_rows)
+    if date is not None:
+        return pa.repeat(pa.scalar(date, pa.string()), table.num_rows)
     return pc.strftime(table.column("ts"), format="%Y-%m-%d").combine_chunks()
 
 
@@ -126,14 +126,14 @@ def _validate_row_group(
         batch.column(c)[0].as_py() for c in ("file_id", "group", "first_row")
     )
     log_file = files[file_id]
-    name = f"f{file_id:05d}-g{group:05d}.parquet"
+    stem = f"f{file_id:05d}-g{group:05d}"
     try:
         raw = pq.ParquetFile(log_file.path).read_row_group(group)
     except (pa.ArrowException, OSError) as exc:
         n = log_file.row_group_rows[group]
         rows = list(range(first_row, first_row + n))
         _write_quarantine(
-            Path(out) / QUARANTINE / f"a-{name}",
+            Path(out) / QUARANTINE / f"a-{stem}.parquet",
             spec,
             str(log_file.path),
             rows,
@@ -144,7 +144,7 @@ def _validate_row_group(
     checked = validate_page_views(raw, spec, reward)
     if len(checked.bad_index):
         _write_quarantine(
-            Path(out) / QUARANTINE / f"a-{name}",
+            Path(out) / QUARANTINE / f"a-{stem}.parquet",
             spec,
             str(log_file.path),
             (checked.bad_index + first_row).tolist(),
@@ -158,7 +158,7 @@ def _validate_row_group(
         .append_column("_row", pa.array(checked.good_index + first_row, pa.int64()))
     )
     bucket = bucket_of(good.column("session_id").to_numpy(), buckets)
-    _write_staging(good, bucket, Path(out) / STAGING, name.replace(".parquet", ".arrow"))
+    _write_staging(good, bucket, Path(out) / STAGING, f"{stem}.arrow")
     return pa.table({"good": [good.num_rows]})
 
 
