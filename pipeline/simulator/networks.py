@@ -143,3 +143,38 @@ class AmountNet(nn.Module):
         mu, log_sigma = self(obs, action)
         noise = torch.randn(mu.shape, generator=generator, device=mu.device)
         return torch.exp(mu + log_sigma.exp() * noise)
+
+
+@loadable
+class CustomerGenerator(nn.Module):
+    """G(z): noise -> a customer in the codec's space (pipeline/simulator/customers.py).
+
+    One logit vector per categorical group (attributes, then the query category) and the
+    standardised dense features. GAN-SD, the plain GAN and the WGAN share this generator, so
+    Table 1 compares training objectives, not architectures."""
+
+    def __init__(
+        self, noise_dim: int, group_sizes: tuple[int, ...], dense_dim: int, hidden: tuple[int, ...]
+    ):
+        super().__init__()
+        self.noise_dim, self.group_sizes, self.dense_dim = noise_dim, group_sizes, dense_dim
+        self.net = mlp([noise_dim, *hidden, sum(group_sizes) + dense_dim])
+        edges = np.cumsum((0, *group_sizes))
+        self.slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
+
+    def forward(self, z: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Per-group logits and the dense part for noise `z`."""
+        out = self.net(z)
+        categorical = sum(self.group_sizes)
+        return [out[:, s] for s in self.slices], out[:, categorical:]
+
+    @torch.no_grad()
+    def sample_vectors(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n customers in codec space: a one-hot drawn from each group's softmax, then dense."""
+        device = next(self.parameters()).device
+        z = torch.randn((n, self.noise_dim), generator=generator, device=device)
+        logits, dense = self(z)
+        onehots = [
+            nn.functional.one_hot(gumbel_argmax(g, generator), g.shape[-1]).float() for g in logits
+        ]
+        return torch.cat([*onehots, dense], dim=-1)
