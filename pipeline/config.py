@@ -9,12 +9,15 @@ from __future__ import annotations
 import datetime
 import enum
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.errors import UserError
 from pipeline.logs.schema import LogSpec, RewardColumn
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class OnBadFile(enum.StrEnum):
@@ -84,8 +87,12 @@ def _merge(base: dict, update: dict) -> dict:
 
 
 def load_run_config(path: Path | None, overrides: dict | None = None) -> RunConfig:
-    """The embedded defaults, updated from a YAML file, then from `overrides` (nested dicts
-    like {"generate": {"sessions": 500}}; None values leave the setting alone)."""
+    return load_config(RunConfig, path, overrides)
+
+
+def load_config(model: type[M], path: Path | None, overrides: dict | None = None) -> M:
+    """`model`'s embedded defaults, updated from a YAML file, then from `overrides` (nested
+    dicts like {"generate": {"sessions": 500}}; None values leave the setting alone)."""
     data: dict = {}
     if path is not None:
         if not path.is_file():
@@ -98,7 +105,7 @@ def load_run_config(path: Path | None, overrides: dict | None = None) -> RunConf
             raise UserError(f"{path}: expected a mapping at the top level")
     data = _merge(data, overrides or {})
     try:
-        return RunConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -11,6 +11,10 @@ from pipeline.config import GenerateConfig, IngestConfig, RunConfig
 from pipeline.logs.ingest import SUMMARY_FILE, IngestSummary, ingest_logs
 from pipeline.logs.schema import LogSpec
 from pipeline.paths import prepare_out
+from pipeline.simulator.checkpoint import Manifest
+from pipeline.simulator.config import SimulatorConfig
+
+SIMULATOR_ARTIFACT = "simulator"
 
 
 def generate(out: Path, config: GenerateConfig, spec: LogSpec | None = None, progress: bool = True):
@@ -80,3 +84,23 @@ def run_pipeline(config: RunConfig, progress: bool = True) -> dict:
         tracking.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
         tracking.log_json(summary, "pipeline_summary.json")
     return summary
+
+
+def simulator_build(
+    trajectories: Path,
+    out: Path,
+    config: SimulatorConfig,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> tuple[Manifest, str]:
+    """Build a Virtual-Taobao checkpoint in `out`, logged as the run's `simulator` artifact.
+    Returns the manifest and the MLflow URI of the checkpoint (`runs:/<id>/simulator`)."""
+    from pipeline.simulator.build import build_simulator
+
+    prepare_out(out, overwrite)
+    params = {"simulator": config.model_dump(mode="json"), "source": str(trajectories)}
+    with tracking.run("simulator-build", {**params, "out": str(out)}) as active:
+        manifest = build_simulator(trajectories, out, config, progress)
+        tracking.log_metrics(manifest.metrics)
+        tracking.log_artifacts(out, SIMULATOR_ARTIFACT)
+    return manifest, f"runs:/{active.info.run_id}/{SIMULATOR_ARTIFACT}"

@@ -91,10 +91,13 @@ def run(
         yield active
 
 
-def log_metrics(metrics: Mapping[str, float]) -> None:
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Log `metrics` to the active run, if any (library code also runs untracked, in tests and
+    inside Tune trials); `step` places them on a training curve."""
     import mlflow
 
-    mlflow.log_metrics(dict(metrics))
+    if mlflow.active_run() is not None:
+        mlflow.log_metrics(dict(metrics), step=step)
 
 
 def log_json(data: Any, artifact_file: str) -> None:
@@ -107,3 +110,9 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     import mlflow
 
     mlflow.log_artifact(str(path), artifact_path)
+
+
+def log_artifacts(directory: str | Path, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifacts(str(directory), artifact_path)

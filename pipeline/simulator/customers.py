@@ -31,6 +31,14 @@ class Customers:
     def take(self, index: np.ndarray) -> Customers:
         return Customers(self.attrs[index], self.query[index], self.dense[index])
 
+    @classmethod
+    def concat(cls, parts: list[Customers]) -> Customers:
+        return cls(
+            np.concatenate([p.attrs for p in parts]),
+            np.concatenate([p.query for p in parts]),
+            np.concatenate([p.dense for p in parts]),
+        )
+
     def categorical(self) -> np.ndarray:
         """(N, G + 1) codes: the attribute groups, then the query category."""
         return np.column_stack([self.attrs, self.query])
