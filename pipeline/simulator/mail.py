@@ -151,6 +151,31 @@ class Discriminator(nn.Module):
         return self.net(torch.cat([x, clicks, decision], dim=-1)).squeeze(-1)
 
 
+def discriminator_step(
+    discriminator: Discriminator,
+    optimiser: torch.optim.Optimizer,
+    generated: dict[str, torch.Tensor],
+    logged: dict[str, torch.Tensor],
+) -> dict[str, float]:
+    """Algorithm 2, line 11: minimise E_g[log R] + E_e[log(1 - R)] in its cross-entropy form,
+    generated pairs labelled 1 and logged pairs 0."""
+    bce = nn.functional.binary_cross_entropy_with_logits
+    fake, real = discriminator(generated), discriminator(logged)
+    loss = bce(fake, torch.ones_like(fake)) + bce(real, torch.zeros_like(real))
+    optimiser.zero_grad()
+    loss.backward()
+    optimiser.step()
+    accuracy = 0.5 * ((fake > 0).float().mean() + (real < 0).float().mean())
+    return {"discriminator_loss": loss.item(), "discriminator_accuracy": accuracy.item()}
+
+
+@torch.no_grad()
+def imitation_reward(discriminator: Discriminator, pairs: dict[str, torch.Tensor]) -> np.ndarray:
+    """Line 12's reward r = log(1 - R) - log R = -logit(R). At the discriminator's optimum
+    R = p_g / (p_g + p_e), so r = log(p_e(s^c, a^c) / p_g(s^c, a^c))."""
+    return (-discriminator(pairs)).numpy().astype(np.float32)
+
+
 def _episode_pairs(episodes) -> dict[str, torch.Tensor]:
     """The generated (s^c, a^c) of every step of every episode, concatenated."""
     obs, actions, clicks, decisions = [], [], [], []
@@ -236,25 +261,13 @@ class MAIL(PPO):
         return {k: v[index] for k, v in pairs.items()}
 
     def _update_discriminator(self, generated: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Algorithm 2, line 11: generated pairs labelled 1, logged pairs labelled 0."""
-        bce = nn.functional.binary_cross_entropy_with_logits
         for _ in range(self.config.discriminator_steps):
-            fake = self.discriminator(self._minibatch(generated))
-            real = self.discriminator(self._minibatch(self._expert))
-            loss = bce(fake, torch.ones_like(fake)) + bce(real, torch.zeros_like(real))
-            self._d_optimiser.zero_grad()
-            loss.backward()
-            self._d_optimiser.step()
-        return {
-            "discriminator_loss": loss.item(),
-            "discriminator_accuracy": 0.5
-            * ((fake > 0).float().mean() + (real < 0).float().mean()).item(),
-        }
+            fake, real = self._minibatch(generated), self._minibatch(self._expert)
+            stats = discriminator_step(self.discriminator, self._d_optimiser, fake, real)
+        return stats
 
-    @torch.no_grad()
     def _set_rewards(self, episodes, generated: dict[str, torch.Tensor]) -> float:
-        """Line 12's reward: r = log(1 - R) - log R = -logit(R), per generated step."""
-        reward = (-self.discriminator(generated)).numpy().astype(np.float32)
+        reward = imitation_reward(self.discriminator, generated)
         start = 0
         for episode in episodes:
             episode.set_rewards(new_data=reward[start : start + len(episode)])
