@@ -12,7 +12,7 @@ from pipeline.logs.ingest import SUMMARY_FILE, IngestSummary, ingest_logs
 from pipeline.logs.schema import LogSpec
 from pipeline.paths import prepare_out
 from pipeline.simulator.checkpoint import Manifest
-from pipeline.simulator.config import SimulatorConfig
+from pipeline.simulator.config import FidelityConfig, SimulatorConfig
 
 SIMULATOR_ARTIFACT = "simulator"
 
@@ -104,3 +104,34 @@ def simulator_build(
         tracking.log_metrics(manifest.metrics)
         tracking.log_artifacts(out, SIMULATOR_ARTIFACT)
     return manifest, f"runs:/{active.info.run_id}/{SIMULATOR_ARTIFACT}"
+
+
+def simulator_evaluate(
+    simulator: str | Path,
+    trajectories: Path,
+    out: Path,
+    config: FidelityConfig,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> tuple[dict, Path]:
+    """The fidelity report of a simulator against logs, logged to MLflow as `report/`."""
+    from pipeline.simulator.fidelity import evaluate
+    from pipeline.simulator.fidelity_report import write_report
+
+    prepare_out(out, overwrite)
+    params = {"fidelity": config.model_dump(mode="json"), "simulator": str(simulator)}
+    with tracking.run("simulator-evaluate", {**params, "logs": str(trajectories)}):
+        result = evaluate(simulator, trajectories, out, config, progress)
+        header = {"simulator": str(simulator), "logs": str(trajectories)}
+        report = write_report(result, out, header)
+        tracking.log_metrics(fidelity_metrics(result))
+        for name in ("report.md", "fidelity.json", *(p.name for p in out.glob("*.png"))):
+            tracking.log_artifact(out / name, "report")
+    return result, report
+
+
+def fidelity_metrics(result: dict) -> dict[str, float]:
+    """The headline numbers of a fidelity result as flat MLflow metrics."""
+    metrics = {f"kl.{m}.{a}": v for m, row in result["kl"].items() for a, v in row.items()}
+    metrics.update({f"r2p.{name}": v for name, v in result["r2p"].items()})
+    return metrics

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 from pipeline.logs.observation import observation_dim
@@ -55,10 +56,12 @@ def build_simulator(
     save_module(modules[GENERATOR], component_path(out, GENERATOR))
 
     # 2. Behaviour cloning (the baseline simulator and MAIL's warm start).
+    started = time.perf_counter()
     cloned = clone(
         transitions, data.spec, config.behaviour, config.amount_hidden, config.seed, progress
     )
     metrics.update({f"bc.{k}": v for k, v in cloned.metrics.items()})
+    metrics["bc.fit_seconds"] = time.perf_counter() - started
 
     # 3. MAIL (Algorithm 2) on RLlib.
     mail = config.mail
@@ -75,9 +78,11 @@ def build_simulator(
             config.seed,
         )
         start = (copy.deepcopy(cloned.customer), copy.deepcopy(cloned.engine))
+        started = time.perf_counter()
         result = train_mail(algo_config, start, mail.iterations, progress)
         customer, engine = result.customer, result.engine
         metrics.update({f"mail.{k}": v for k, v in result.metrics.items()})
+        metrics["mail.fit_seconds"] = time.perf_counter() - started
     else:
         customer, engine = cloned.customer, cloned.engine
 
