@@ -36,13 +36,9 @@ from pipeline.errors import UserError
 from pipeline.logs.observation import observation_dim
 from pipeline.logs.schema import LogSpec, RewardColumn
 from pipeline.simulator.checkpoint import load_simulator
-from pipeline.simulator.customers import Customers
-from pipeline.simulator.data import BUY, TURN_PAGE
+from pipeline.simulator.data import BUY
+from pipeline.simulator.sessions import CustomerArrivals, Sessions
 from rllib_envs import ENV_ID
-
-# Customers are generated, decoded and encoded in chunks of this size: a 65536-row batch
-# spills the generator's activations out of cache and costs ~30% more per customer.
-_GENERATE_CHUNK = 4096
 
 
 class Behaviour(enum.StrEnum):
@@ -109,77 +105,49 @@ def engine_observation_space(spec: LogSpec) -> gym.spaces.Box:
     return gym.spaces.Box(low, high, dtype=np.float32)
 
 
-def _progress_scales(spec: LogSpec) -> tuple[float, float]:
-    """The weights of n and of the last clicks in the observation's last two columns, read off
-    the shared encoder so that updating those columns in place cannot drift from it."""
-    one = Customers(
-        np.zeros((1, spec.n_attrs), np.int64), np.zeros(1, np.int64), np.zeros((1, spec.dense_dim))
-    )
-    row = one.observation(spec, np.ones(1), np.ones(1))[0]
-    return float(row[-2]), float(row[-1])
-
-
-class _Sessions:
-    """B concurrent search sessions: the state of M and the simulator that moves it.
-
-    State per session: the engine's observation s as one float32 row (customer one-hots, dense
-    features, n / MaxIndex, clicks / page_size) and n as an integer for the MaxIndex test.
-    Customers come from a pool drawn from P^c in one batch and encoded once, so an arrival is
-    a row copy and only the last two columns change while a customer turns pages.
-    """
+class _Simulation:
+    """B sessions of the learned simulator: pi^c answers each page (MAIL's or BC's), the
+    reward is read off its answer, T^c moves the sessions (pipeline/simulator/sessions.py)."""
 
     @torch.inference_mode()
     def __init__(self, config: VirtualTaobaoConfig):
         simulator = load_simulator(config.simulator)
         simulator.check_action_dim(config.action_dim)
-        self.spec, self.codec = simulator.spec, simulator.codec
+        self.spec = simulator.spec
         self.action_dim = simulator.manifest.action_dim
         self.device = torch.device(config.device)
         self.policy = simulator.component(_POLICY_COMPONENT[config.behaviour], self.device)
-        self.generator = simulator.component("customer_generator", self.device)
         self.amount = (
             simulator.component("amount", self.device)
             if config.reward is RewardColumn.AMOUNT
             else None
         )
         self.reward = config.reward
-        self.pool_size = config.customer_pool
-        self.page_scale, self.clicks_scale = _progress_scales(self.spec)
         self.rng = torch.Generator(self.device)
-        n, dim = config.num_envs, observation_dim(self.spec)
-        self.obs = torch.zeros((n, dim), device=self.device)
-        self.page = torch.zeros(n, dtype=torch.int64, device=self.device)
-        self.pool = torch.empty((0, dim), device=self.device)
-        self.cursor = 0
+        arrivals = CustomerArrivals(
+            self.spec,
+            simulator.codec,
+            simulator.component("customer_generator", self.device),
+            config.customer_pool,
+            self.rng,
+            self.device,
+        )
+        self.sessions = Sessions(self.spec, arrivals, config.num_envs)
 
     def reseed(self, seed: int) -> None:
         """Restart the random stream; the pool is redrawn so the seed fixes the customers."""
         self.rng.manual_seed(seed)
-        self.cursor = len(self.pool)
+        self.sessions.arrivals.discard()
 
     @torch.inference_mode()
-    def arrive(self, rows: torch.Tensor | slice, count: int) -> None:
-        """New customers s' ~ P^c in `rows`, on their first page (n = 0, no clicks yet)."""
-        self.obs[rows] = self._draw(count)
-        self.page[rows] = 0
-
-    @torch.inference_mode()
-    def advance(
+    def respond(
         self, rows: torch.Tensor | slice, action: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One page view for the sessions in `rows`: (reward, terminated) of those rows."""
-        obs = self.obs[rows]
+        obs = self.sessions.obs[rows]
         clicks, decision = self.policy.sample(obs, action, self.rng)
         reward = self._reward(obs, action, clicks, decision)
-        page = self.page[rows]
-        # T^c: buy or leave terminates; turn_page goes to <s, a, n + 1> unless n + 1 > MaxIndex.
-        terminated = (decision != TURN_PAGE) | (page >= self.spec.max_index)
-        # A terminal observation keeps its page: n + 1 > MaxIndex lies outside the space.
-        page = page + (~terminated).long()
-        self.page[rows] = page
-        self.obs[rows, -2] = page * self.page_scale
-        self.obs[rows, -1] = clicks * self.clicks_scale
-        return reward, terminated
+        return reward, self.sessions.apply(rows, clicks, decision)
 
     def _reward(self, obs, action, clicks, decision) -> torch.Tensor:
         if self.reward is RewardColumn.CLICKS:
@@ -190,29 +158,6 @@ class _Sessions:
         amount = torch.zeros(len(buy), device=self.device)
         amount[buy] = self.amount.sample(obs[buy], action[buy], self.rng)
         return amount
-
-    def _draw(self, count: int) -> torch.Tensor:
-        parts = []
-        while count:
-            if self.cursor == len(self.pool):
-                self._refill()
-            take = min(count, len(self.pool) - self.cursor)
-            parts.append(self.pool[self.cursor : self.cursor + take])
-            self.cursor += take
-            count -= take
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-    def _refill(self) -> None:
-        """Draw `pool_size` customers from P^c (GAN-SD's generator) and encode them once."""
-        self.pool = torch.empty((self.pool_size, self.obs.shape[1]), device=self.device)
-        for start in range(0, self.pool_size, _GENERATE_CHUNK):
-            n = min(_GENERATE_CHUNK, self.pool_size - start)
-            vectors = self.generator.sample_vectors(n, self.rng)
-            customers = self.codec.decode(vectors.cpu().numpy())
-            first_page = np.zeros(n, np.int64)
-            encoded = customers.observation(self.spec, first_page, first_page)
-            self.pool[start : start + n] = torch.from_numpy(encoded)
-        self.cursor = 0
 
 
 def _config(config: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> VirtualTaobaoConfig:
@@ -225,10 +170,10 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.to("cpu", copy=True).numpy()
 
 
-def _seed(sessions: _Sessions, seed: int) -> tuple[np.random.Generator, int]:
+def _seed(sim: _Simulation, seed: int) -> tuple[np.random.Generator, int]:
     """gymnasium's np_random is the root; the simulator's torch stream is drawn from it."""
     rng, seed = seeding.np_random(seed)
-    sessions.reseed(int(rng.integers(2**63)))
+    sim.reseed(int(rng.integers(2**63)))
     return rng, seed
 
 
@@ -244,47 +189,37 @@ class VirtualTaobaoVectorEnv(VectorEnv):
 
     def __init__(self, config: Mapping[str, Any] | None = None, **kwargs: Any):
         cfg = _config(config, kwargs)
-        self._sessions = _Sessions(cfg)
+        self._sim = _Simulation(cfg)
         self.num_envs = cfg.num_envs
-        self.single_observation_space = engine_observation_space(self._sessions.spec)
-        self.single_action_space = gym.spaces.Box(
-            -1.0, 1.0, (self._sessions.action_dim,), np.float32
-        )
+        self.single_observation_space = engine_observation_space(self._sim.spec)
+        self.single_action_space = gym.spaces.Box(-1.0, 1.0, (self._sim.action_dim,), np.float32)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         # Sessions that terminated on the last step: NEXT_STEP autoreset restarts them.
-        self._restart = torch.zeros(self.num_envs, dtype=torch.bool, device=self._sessions.device)
-        self._np_random, self._np_random_seed = _seed(self._sessions, cfg.seed)
+        self._restart = torch.zeros(self.num_envs, dtype=torch.bool, device=self._sim.device)
+        self._np_random, self._np_random_seed = _seed(self._sim, cfg.seed)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         if seed is not None:
-            self._np_random, self._np_random_seed = _seed(self._sessions, seed)
-        self._sessions.arrive(slice(None), self.num_envs)
+            self._np_random, self._np_random_seed = _seed(self._sim, seed)
+        self._sim.sessions.arrive(slice(None), self.num_envs)
         self._restart = torch.zeros_like(self._restart)
-        return _numpy(self._sessions.obs), {}
+        return _numpy(self._sim.sessions.obs), {}
 
     @torch.inference_mode()
     def step(
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        sessions = self._sessions
-        action = torch.as_tensor(actions, dtype=torch.float32, device=sessions.device)
-        restart = self._restart
-        if not restart.any():
-            reward, terminated = sessions.advance(slice(None), action)
-        else:
-            reward = torch.zeros(self.num_envs, device=sessions.device)
-            terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=sessions.device)
-            live = (~restart).nonzero().squeeze(1)
-            if len(live):
-                reward[live], terminated[live] = sessions.advance(live, action[live])
-            arriving = restart.nonzero().squeeze(1)
-            sessions.arrive(arriving, len(arriving))
+        sim = self._sim
+        action = torch.as_tensor(actions, dtype=torch.float32, device=sim.device)
+        reward, terminated = sim.sessions.step(
+            self._restart, lambda rows: sim.respond(rows, action[rows])
+        )
         self._restart = terminated
         truncated = np.zeros(self.num_envs, dtype=bool)
-        return _numpy(sessions.obs), _numpy(reward), _numpy(terminated), truncated, {}
+        return _numpy(sim.sessions.obs), _numpy(reward), _numpy(terminated), truncated, {}
 
 
 class VirtualTaobaoEnv(gym.Env):
@@ -297,21 +232,21 @@ class VirtualTaobaoEnv(gym.Env):
         cfg = _config(config, kwargs)
         if cfg.num_envs != 1:
             raise UserError(f"{ENV_ID}: num_envs={cfg.num_envs} needs VirtualTaobaoVectorEnv")
-        self._sessions = _Sessions(cfg)
-        self.observation_space = engine_observation_space(self._sessions.spec)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (self._sessions.action_dim,), np.float32)
-        self._np_random, self._np_random_seed = _seed(self._sessions, cfg.seed)
+        self._sim = _Simulation(cfg)
+        self.observation_space = engine_observation_space(self._sim.spec)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self._sim.action_dim,), np.float32)
+        self._np_random, self._np_random_seed = _seed(self._sim, cfg.seed)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         if seed is not None:
-            self._np_random, self._np_random_seed = _seed(self._sessions, seed)
-        self._sessions.arrive(slice(None), 1)
-        return _numpy(self._sessions.obs[0]), {}
+            self._np_random, self._np_random_seed = _seed(self._sim, seed)
+        self._sim.sessions.arrive(slice(None), 1)
+        return _numpy(self._sim.sessions.obs[0]), {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        sessions = self._sessions
-        action = torch.as_tensor(action, dtype=torch.float32, device=sessions.device)
-        reward, terminated = sessions.advance(slice(None), action[None])
-        return _numpy(sessions.obs[0]), float(reward[0]), bool(terminated[0]), False, {}
+        sim = self._sim
+        action = torch.as_tensor(action, dtype=torch.float32, device=sim.device)
+        reward, terminated = sim.respond(slice(None), action[None])
+        return _numpy(sim.sessions.obs[0]), float(reward[0]), bool(terminated[0]), False, {}

@@ -26,9 +26,8 @@ from gymnasium.vector.utils import batch_space
 
 from pipeline.logs.observation import observation_dim
 from pipeline.logs.schema import LogSpec
-from pipeline.simulator.customer_pool import CustomerPool
 from pipeline.simulator.customers import CustomerCodec
-from pipeline.simulator.data import TURN_PAGE
+from pipeline.simulator.sessions import CustomerArrivals, Sessions
 from pipeline.simulator.weights import load_module
 
 
@@ -62,46 +61,35 @@ class MailVectorEnv(gym.vector.VectorEnv):
         self.single_action_space = joint_action_space(self.log_spec)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        seed = int(config.get("seed", 0)) + 1000 * int(getattr(config, "worker_index", 0))
-        self._pool = CustomerPool(
-            load_module(config["generator"]),
+        self._rng = torch.Generator().manual_seed(int(config.get("seed", 0)))
+        arrivals = CustomerArrivals(
+            self.log_spec,
             CustomerCodec.from_json(config["codec"]),
+            load_module(config["generator"]),
             int(config.get("customer_pool", 65536)),
-            torch.Generator().manual_seed(seed),
+            self._rng,
+            torch.device("cpu"),
         )
-        n = self.num_envs
-        self._page = np.zeros(n, np.int64)
-        self._clicks = np.zeros(n, np.int64)
-        self._done = np.zeros(n, bool)
-        self._customers = self._pool.draw(n)
-
-    def _observe(self) -> np.ndarray:
-        return self._customers.observation(self.log_spec, self._page, self._clicks)
-
-    def _new_customers(self, mask: np.ndarray) -> None:
-        fresh = self._pool.draw(int(mask.sum()))
-        for name in ("attrs", "query", "dense"):
-            getattr(self._customers, name)[mask] = getattr(fresh, name)
-        self._page[mask] = 0
-        self._clicks[mask] = 0
+        self._sessions = Sessions(self.log_spec, arrivals, self.num_envs)
+        self._restart = torch.zeros(self.num_envs, dtype=torch.bool)
 
     def reset(self, *, seed=None, options=None):
         if seed is not None:
-            self._pool.generator.manual_seed(int(np.atleast_1d(seed)[0]))
-        self._new_customers(np.ones(self.num_envs, bool))
-        self._done[:] = False
-        return self._observe(), {}
+            self._rng.manual_seed(int(np.atleast_1d(seed)[0]))
+            self._sessions.arrivals.discard()
+        self._sessions.arrive(slice(None), self.num_envs)
+        self._restart[:] = False
+        return self._sessions.obs.numpy().copy(), {}
 
     def step(self, actions):
-        _, clicks, decision = (np.asarray(x) for x in actions)
-        restart = self._done
-        ended = (decision != TURN_PAGE) | (self._page + 1 > self.log_spec.max_index)
-        terminated = ended & ~restart
-        self._page = np.where(restart, 0, self._page + 1)
-        self._clicks = np.where(restart, 0, clicks.astype(np.int64))
-        if restart.any():  # NEXT_STEP autoreset: the finished ones start a new session now
-            self._new_customers(restart)
-        self._done = terminated
-        obs = self._observe()
-        zeros = np.zeros(self.num_envs, np.float32)
-        return obs, zeros, terminated, np.zeros(self.num_envs, bool), {}
+        clicks, decision = (torch.as_tensor(np.asarray(x)) for x in actions[1:])
+        zeros = torch.zeros(self.num_envs)
+
+        def reply(rows):  # the customer's reply is part of the joint action
+            return zeros[rows], self._sessions.apply(rows, clicks[rows], decision[rows])
+
+        _, terminated = self._sessions.step(self._restart, reply)
+        self._restart = terminated
+        truncated = np.zeros(self.num_envs, bool)
+        obs = self._sessions.obs.numpy().copy()
+        return obs, zeros.numpy(), terminated.numpy(), truncated, {}
