@@ -53,7 +53,7 @@ def test_behaviour_cloning_recovers_the_logged_decision_probabilities():
     buys = rng.random(n) < np.where(page == 0, 0.2, 0.6)
     decision = np.where(buys, BUY, np.where(page == 0, TURN_PAGE, LEAVE))
     data = transitions(n, page, decision)
-    config = BehaviourConfig(hidden=(32,), epochs=15, batch_size=256, lr=3e-3)
+    config = BehaviourConfig(hidden=(32,), epochs=15, min_steps=0, batch_size=256, lr=3e-3)
     cloned = clone(data, SPEC, config, amount_hidden=(16,), seed=0, progress=False)
 
     obs = torch.as_tensor(data.observation(SPEC))
@@ -97,7 +97,7 @@ def tiny_config(**updates) -> SimulatorConfig:
     config = {
         "baselines": False,
         "density": {"gan_sd": {"steps": 20, "hidden": [32]}},
-        "behaviour": {"epochs": 1, "hidden": [32]},
+        "behaviour": {"epochs": 1, "min_steps": 0, "hidden": [32]},
         "mail": {
             "iterations": 2,
             "env_steps_per_iteration": 256,

@@ -10,6 +10,7 @@ maximised), and the purchase-amount model.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,11 +60,12 @@ def _fit(
     n_val = int(n * config.validation_fraction) if n >= 20 else 0
     val, train = order[:n_val], order[n_val:]
     optimiser = torch.optim.Adam(module.parameters(), lr=config.lr)
-    steps = config.epochs * max(1, len(train) // config.batch_size)
-    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
+    per_epoch = max(1, math.ceil(len(train) / config.batch_size))
+    epochs = max(config.epochs, math.ceil(config.min_steps / per_epoch))
+    bar = tqdm(total=epochs * per_epoch, desc=desc, disable=not progress, leave=False)
     module.train()
     train_loss = float("nan")
-    for _ in range(config.epochs):
+    for _ in range(epochs):
         for batch in torch.split(
             train[torch.randperm(len(train), generator=rng)], config.batch_size
         ):

@@ -85,7 +85,10 @@ class BehaviourConfig(_Config):
     """Behaviour cloning of pi^c (and pi_sigma): MAIL's warm start and its baseline."""
 
     hidden: tuple[int, ...] = (128, 128)
-    epochs: int = Field(4, ge=1)
+    epochs: int = Field(10, ge=1)
+    min_steps: int = Field(
+        1500, ge=0, description="at least this many updates: small logs (one slice) get more epochs"
+    )
     batch_size: int = Field(1024, ge=2)
     lr: float = Field(1e-3, gt=0)
     validation_fraction: float = Field(0.1, ge=0, lt=1)

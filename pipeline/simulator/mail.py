@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from pipeline import tracking
 from pipeline.logs.schema import LogSpec
-from pipeline.simulator.config import MailConfig
+from pipeline.simulator.config import MailConfig, PolicyLearner
 from pipeline.simulator.customers import CustomerCodec
 from pipeline.simulator.data import BUY, TrainingData, open_training_data
 from pipeline.simulator.mail_env import MailVectorEnv
@@ -317,6 +317,13 @@ class MailResult:
     metrics: dict[str, float]
 
 
+def learner_class(learner: PolicyLearner) -> type:
+    """The RLlib learner of Algorithm 2's RL step (the TRPO learner registers here)."""
+    from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+
+    return {PolicyLearner.PPO: PPOTorchLearner}[learner]
+
+
 def mail_config(
     data: TrainingData,
     generator_path: str,
@@ -345,6 +352,7 @@ def mail_config(
         )
         .learners(num_learners=0)
         .training(
+            learner_class=learner_class(config.learner),
             train_batch_size_per_learner=config.env_steps_per_iteration,
             minibatch_size=config.minibatch_size,
             num_epochs=config.num_epochs,

@@ -9,6 +9,7 @@ weights file can only ever produce one of our own modules.
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import json
 from pathlib import Path
@@ -22,6 +23,9 @@ from pipeline.errors import UserError
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
 _CLASS, _ARGS = "ecomrl.class", "ecomrl.init_args"
+# The modules defining loadable classes, imported before a load so that their classes are
+# registered whatever the caller imported. A fixed list: nothing else can ever be built.
+_DEFINING_MODULES = ("pipeline.simulator.networks", "pipeline.simulator.gmm")
 
 
 def loadable(cls: type[nn.Module]) -> type[nn.Module]:
@@ -59,6 +63,8 @@ def _tuples(value):
 
 def load_module(path: Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a registered module from `path`; any problem is a `UserError` naming the file."""
+    for module_name in _DEFINING_MODULES:
+        importlib.import_module(module_name)
     try:
         state = load_file(str(path), device=str(device))
         with safe_open(str(path), framework="pt") as handle:
