@@ -200,3 +200,20 @@ def test_build_from_all_quarantined_logs_stops_with_a_clear_message(cli, tmp_pat
     assert "no accepted page views" in err and "40 quarantined" in err
     code, _, err = cli("simulator", "build", tmp_path / "nowhere", "--out", tmp_path / "sim2")
     assert code == 2 and "no such directory" in err
+
+
+def test_a_fresh_process_loads_every_component(built):
+    """An env runner imports only the env and the checkpoint code: every class must load."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pipeline.simulator.checkpoint import load_simulator\n"
+        "sim = load_simulator(sys.argv[1])\n"
+        "print(sorted(type(sim.component(n)).__name__ for n in sim.manifest.files))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(built)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "CustomerGenerator" in out and "CustomerPolicyNet" in out
