@@ -14,9 +14,10 @@ T^c). Each iteration of `MAIL.training_step` is one outer step of Algorithm 2:
 
 Choices where the paper is silent, and why:
 - reward r = log(1 - R) - log R, the discriminator's logit for "logged" (AIRL's form, Fu et al.
-  2018). GAIL's -log R is always positive and rewards long sessions for their length alone,
-  which would bias exactly what we imitate (when customers buy or leave); the logit has no sign
-  bias;
+  2018), centred over each sampled batch. GAIL's -log R is always positive and rewards long
+  sessions for their length alone, which would bias exactly what we imitate (when customers
+  buy or leave); an uncentred logit, negative on average once the discriminator wins, charges
+  every page view and shortens sessions (measured: 2.5 pages a session against 3.4 logged);
 - kappa and sigma start from behaviour cloning (`behaviour_cloning.py`), as GAIL practice does,
   so the adversarial steps refine a reasonable policy instead of starting from noise.
 """
@@ -268,11 +269,15 @@ class MAIL(PPO):
 
     def _set_rewards(self, episodes, generated: dict[str, torch.Tensor]) -> float:
         reward = imitation_reward(self.discriminator, generated)
+        mean = float(reward.mean())
+        # Centred per batch: a reward whose mean is not 0 pays (or charges) every extra page
+        # view, so the policy would lengthen (shorten) sessions for that constant alone.
+        reward -= mean
         start = 0
         for episode in episodes:
             episode.set_rewards(new_data=reward[start : start + len(episode)])
             start += len(episode)
-        return float(reward.mean())
+        return mean
 
     def training_step(self) -> None:
         episodes, runner_results = synchronous_parallel_sample(
