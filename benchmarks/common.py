@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -70,4 +71,25 @@ def generate(out: Path, page_views: int, seed: int) -> dict:
         "page_views": summary.page_views,
         "files": len(summary.files),
         "generate_s": round(time.perf_counter() - started, 2),
+    }
+
+
+def run_measured(cmd: list[str], env: dict, with_cluster: bool = False) -> dict:
+    """Run `cmd` to completion, timing it and sampling its process tree's peak memory."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    memory = PeakMemory(proc.pid, with_cluster=with_cluster)
+    memory.start()
+    _, err = proc.communicate()
+    seconds = time.perf_counter() - started
+    memory.done.set()
+    memory.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed ({proc.returncode}): {err[-3000:]}")
+    return {
+        "seconds": round(seconds, 3),
+        "peak_rss_gib": round(memory.peak_rss / GIB, 3),
+        "peak_pss_gib": round(memory.peak_pss / GIB, 3),
     }

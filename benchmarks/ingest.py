@@ -30,7 +30,7 @@ from pathlib import Path
 
 import psutil
 import pyarrow.dataset as pads
-from common import GIB, PeakMemory, generate
+from common import GIB, generate, run_measured
 
 TARGET_ROWS_PER_S = 150_000
 TARGET_RSS_GIB = 4.0
@@ -106,30 +106,19 @@ def ingest(logs: Path, out: Path, shards: int, head: RayHead | None = None) -> d
         "--overwrite",
         "--no-progress",
     ]
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    memory = PeakMemory(proc.pid, with_cluster=head is not None)
-    memory.start()
-    _, err = proc.communicate()
-    seconds = time.perf_counter() - started
-    memory.done.set()
-    memory.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"ingest failed ({proc.returncode}): {err[-3000:]}")
+    measured = run_measured(cmd, env, with_cluster=head is not None)
     summary = json.loads((out / "ingest_summary.json").read_text())
     rows = summary["rows_read"]
     return {
         "rows": rows,
         "rows_accepted": summary["rows_accepted"],
         "rows_quarantined": summary["rows_quarantined"],
-        "seconds": round(seconds, 3),
-        "rows_per_s": round(rows / seconds),
+        "seconds": measured["seconds"],
+        "rows_per_s": round(rows / measured["seconds"]),
         "ingest_function_seconds": summary["seconds"],
         "ray_start_seconds": summary["ray_start_seconds"],
-        "peak_rss_gib": round(memory.peak_rss / GIB, 3),
-        "peak_pss_gib": round(memory.peak_pss / GIB, 3),
+        "peak_rss_gib": measured["peak_rss_gib"],
+        "peak_pss_gib": measured["peak_pss_gib"],
     }
 
 

@@ -18,38 +18,17 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
-from common import GIB, PeakMemory, generate
+from common import GIB, generate, run_measured
 
 from pipeline.config import IngestConfig
 from pipeline.logs.ingest import ingest_logs
 
 TARGET_SECONDS = 600
 TARGET_RSS_GIB = 6.0
-
-
-def run_measured(cmd: list[str], env: dict) -> dict:
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    memory = PeakMemory(proc.pid, with_cluster=False)
-    memory.start()
-    out, err = proc.communicate()
-    seconds = time.perf_counter() - started
-    memory.done.set()
-    memory.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[1:3]} failed ({proc.returncode}): {err[-3000:]}")
-    return {
-        "seconds": round(seconds, 1),
-        "peak_rss_gib": round(memory.peak_rss / GIB, 3),
-        "peak_pss_gib": round(memory.peak_pss / GIB, 3),
-        "stdout": out,
-    }
 
 
 def main() -> None:
@@ -83,7 +62,6 @@ def main() -> None:
         ],
         env,
     )
-    build.pop("stdout")
     manifest = json.loads((work / "sim" / "manifest.json").read_text())
     evaluate = run_measured(
         [
@@ -100,7 +78,6 @@ def main() -> None:
         ],
         env,
     )
-    evaluate.pop("stdout")
     fidelity = json.loads((work / "report" / "fidelity.json").read_text())
     print(
         json.dumps(

@@ -177,6 +177,15 @@ def _seed(sim: _Simulation, seed: int) -> tuple[np.random.Generator, int]:
     return rng, seed
 
 
+def _reset(env: VirtualTaobaoEnv | VirtualTaobaoVectorEnv, seed: int | None) -> Sessions:
+    """Reseed when asked, then a new customer in every session."""
+    if seed is not None:
+        env._np_random, env._np_random_seed = _seed(env._sim, seed)
+    sessions = env._sim.sessions
+    sessions.arrive(slice(None), len(sessions.page))
+    return sessions
+
+
 class VirtualTaobaoVectorEnv(VectorEnv):
     """B customers of Virtual-Taobao stepped together (gymnasium 1.x NEXT_STEP autoreset).
 
@@ -202,11 +211,8 @@ class VirtualTaobaoVectorEnv(VectorEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        if seed is not None:
-            self._np_random, self._np_random_seed = _seed(self._sim, seed)
-        self._sim.sessions.arrive(slice(None), self.num_envs)
         self._restart = torch.zeros_like(self._restart)
-        return _numpy(self._sim.sessions.obs), {}
+        return _numpy(_reset(self, seed).obs), {}
 
     @torch.inference_mode()
     def step(
@@ -240,10 +246,7 @@ class VirtualTaobaoEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        if seed is not None:
-            self._np_random, self._np_random_seed = _seed(self._sim, seed)
-        self._sim.sessions.arrive(slice(None), 1)
-        return _numpy(self._sim.sessions.obs[0]), {}
+        return _numpy(_reset(self, seed).obs[0]), {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         sim = self._sim
