@@ -102,6 +102,8 @@ def tiny_config(**updates) -> SimulatorConfig:
             "iterations": 2,
             "env_steps_per_iteration": 256,
             "num_envs_per_env_runner": 32,
+            # A remote env runner: MAIL samples in another process, as on a cluster.
+            "num_env_runners": 1,
             "minibatch_size": 128,
             "num_epochs": 1,
             "discriminator_steps": 2,

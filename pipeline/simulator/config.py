@@ -103,6 +103,7 @@ class MailConfig(_Config):
     env_steps_per_iteration: int = Field(8192, ge=64, description="J trajectories' worth")
     num_envs_per_env_runner: int = Field(256, ge=1, description="customers stepped at once")
     num_env_runners: int = Field(0, ge=0, description="0 samples in the driver")
+    num_gpus_per_learner: float = Field(0, ge=0, description="GPUs of the RL step's learner")
     minibatch_size: int = Field(1024, ge=32)
     num_epochs: int = Field(2, ge=1)
     lr: float = Field(1e-4, gt=0)

@@ -275,6 +275,8 @@ class MAIL(PPO):
         reward -= mean
         start = 0
         for episode in episodes:
+            # Episodes from remote env runners arrive as read-only views of the object store.
+            episode.rewards.data = np.array(episode.rewards.data)
             episode.set_rewards(new_data=reward[start : start + len(episode)])
             start += len(episode)
         return mean
@@ -355,9 +357,12 @@ def mail_config(
             num_envs_per_env_runner=config.num_envs_per_env_runner,
             gym_env_vectorize_mode="vector_entry_point",
         )
-        .learners(num_learners=0)
-        .training(
+        .learners(
+            num_learners=0,
+            num_gpus_per_learner=config.num_gpus_per_learner,
             learner_class=learner_class(config.learner),
+        )
+        .training(
             train_batch_size_per_learner=config.env_steps_per_iteration,
             minibatch_size=config.minibatch_size,
             num_epochs=config.num_epochs,
