@@ -74,14 +74,19 @@ class CustomerArrivals:
 
     @torch.inference_mode()
     def _refill(self) -> None:
-        self.pool = torch.empty((self.pool_size, observation_dim(self.spec)), device=self.device)
+        """The codec's vector is the observation's prefix (one-hots of the attribute groups and
+        the query, then the dense features, standardised): de-standardise the dense part and
+        leave n = 0 and clicks = 0. A test holds the pool to `Customers.observation`."""
+        self.pool = torch.zeros((self.pool_size, observation_dim(self.spec)), device=self.device)
+        categorical = self.codec.categorical_dim
+        dense = slice(categorical, categorical + self.codec.dense_dim)
+        mean = torch.tensor(self.codec.dense_mean, device=self.device)
+        std = torch.tensor(self.codec.dense_std, device=self.device)
         for start in range(0, self.pool_size, GENERATE_CHUNK):
-            n = min(GENERATE_CHUNK, self.pool_size - start)
-            vectors = self.net.sample_vectors(n, self.rng)
-            customers = self.codec.decode(vectors.cpu().numpy())
-            first_page = np.zeros(n, np.int64)
-            encoded = customers.observation(self.spec, first_page, first_page)
-            self.pool[start : start + n] = torch.from_numpy(encoded)
+            rows = slice(start, min(start + GENERATE_CHUNK, self.pool_size))
+            vectors = self.net.sample_vectors(rows.stop - start, self.rng)
+            self.pool[rows, :categorical] = vectors[:, :categorical]
+            self.pool[rows, dense] = vectors[:, dense] * std + mean
         self.cursor = 0
 
 
