@@ -125,7 +125,7 @@ def logged_page_views(
     return PageViews(codes, transitions.decision == BUY), transitions.engine_action
 
 
-def _obs_codes(obs: np.ndarray, spec: LogSpec, attribute: str) -> np.ndarray:
+def observation_codes(obs: np.ndarray, spec: LogSpec, attribute: str) -> np.ndarray:
     """Read an attribute back from the engine observation's one-hots (observation.py)."""
     if attribute == QUERY:
         start = sum(spec.attr_cardinalities)
@@ -159,7 +159,7 @@ def simulated_page_views(
         live = ~terminated
         obs = next_obs
     shown = np.concatenate(obs_parts)
-    codes = {a: _obs_codes(shown, spec, a) for a in attributes}
+    codes = {a: observation_codes(shown, spec, a) for a in attributes}
     return PageViews(codes, np.concatenate(buy_parts))
 
 
