@@ -12,10 +12,10 @@ from pipeline.simulator.customers import Customers
 from pipeline.simulator.fidelity import (
     QUERY,
     PageViews,
-    observation_codes,
     attribute_codes,
     distribution,
     kl,
+    observation_codes,
 )
 
 SPEC = LogSpec()
