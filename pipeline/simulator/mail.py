@@ -87,22 +87,17 @@ class JointPolicyModule(TorchRLModule, ValueFunctionAPI):
         self.engine.load_state_dict(engine)
         self.value_inputs.load_state_dict(self.engine.inputs.state_dict())
 
-    def _dist_inputs(self, obs, action, clicks, mean, log_std) -> torch.Tensor:
-        h = self.customer.hidden(obs, action)
-        clicks_logits = self.customer.clicks_logits(h)
-        decision_logits = self.customer.decision_logits(h, clicks)
-        return torch.cat([mean, log_std, clicks_logits, decision_logits], dim=-1)
-
     def _forward(self, batch, **kwargs):
         """Exploration and inference: sample the joint action step by step."""
         obs = batch[Columns.OBS]
         mean, log_std = self.engine(obs)
         action = mean + log_std.exp() * torch.randn_like(mean)
         h = self.customer.hidden(obs, action)
-        clicks = torch.distributions.Categorical(logits=self.customer.clicks_logits(h)).sample()
-        inputs = self._dist_inputs(obs, action, clicks, mean, log_std)
-        decision_logits = inputs[:, -3:]
+        clicks_logits = self.customer.clicks_logits(h)
+        clicks = torch.distributions.Categorical(logits=clicks_logits).sample()
+        decision_logits = self.customer.decision_logits(h, clicks)
         decision = torch.distributions.Categorical(logits=decision_logits).sample()
+        inputs = torch.cat([mean, log_std, clicks_logits, decision_logits], dim=-1)
         actions = (action, clicks, decision)
         logp = self.get_exploration_action_dist_cls().from_logits(inputs).logp(actions)
         return {
@@ -112,10 +107,14 @@ class JointPolicyModule(TorchRLModule, ValueFunctionAPI):
         }
 
     def _forward_train(self, batch, **kwargs):
-        action, clicks, _ = batch[Columns.ACTIONS]
+        """The distribution inputs of the actions taken, customer parts given a and clicks."""
         obs = batch[Columns.OBS]
+        action, clicks, _ = batch[Columns.ACTIONS]
         mean, log_std = self.engine(obs)
-        return {Columns.ACTION_DIST_INPUTS: self._dist_inputs(obs, action, clicks, mean, log_std)}
+        h = self.customer.hidden(obs, action)
+        decision_logits = self.customer.decision_logits(h, clicks)
+        inputs = [mean, log_std, self.customer.clicks_logits(h), decision_logits]
+        return {Columns.ACTION_DIST_INPUTS: torch.cat(inputs, dim=-1)}
 
     def compute_values(self, batch, embeddings=None):
         return self.value(self.value_inputs(batch[Columns.OBS])).squeeze(-1)
