@@ -24,6 +24,7 @@ Choices where the paper is silent, and why:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -273,11 +274,14 @@ class MAIL(PPO):
         # view, so the policy would lengthen (shorten) sessions for that constant alone.
         reward -= mean
         start = 0
-        for episode in episodes:
-            # Episodes from remote env runners arrive as read-only views of the object store.
-            episode.rewards.data = np.array(episode.rewards.data)
-            episode.set_rewards(new_data=reward[start : start + len(episode)])
-            start += len(episode)
+        with warnings.catch_warnings():
+            # RLlib checks each scalar reward against a Box space, which warns for non-arrays.
+            warnings.filterwarnings("ignore", message=".*Casting input x to numpy array")
+            for episode in episodes:
+                # Episodes from remote env runners arrive as read-only views of the object store.
+                episode.rewards.data = np.array(episode.rewards.data)
+                episode.set_rewards(new_data=reward[start : start + len(episode)])
+                start += len(episode)
         return mean
 
     def training_step(self) -> None:
