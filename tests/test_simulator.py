@@ -136,6 +136,8 @@ def test_build_writes_a_versioned_loadable_checkpoint(built, trajectories):
     assert len(manifest.data_fingerprint) == 64 and manifest.metrics["customers"] == 400
     assert manifest.metrics["page_views"] == 1200
     assert {"mail.discriminator_accuracy", "gan_sd.marginal_kl"} <= set(manifest.metrics)
+    # factory actions are N(0, 0.01^2) in 27 dimensions: norms near 0.01 * sqrt(27) = 0.052
+    assert 0.04 < manifest.metrics["logged_action_norm.p50"] < 0.065
     expected = {"customer_generator", "customer_policy", "engine_policy", "bc_customer_policy"}
     assert expected | {"amount"} == set(manifest.files)
     for name in manifest.files:

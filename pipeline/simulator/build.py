@@ -12,6 +12,8 @@ import copy
 import time
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.logs.observation import observation_dim
 from pipeline.ray_runtime import ensure_ray
 from pipeline.simulator.behaviour_cloning import clone
@@ -41,6 +43,11 @@ def build_simulator(
     transitions = data.transitions(config.scenario, config.time_slice)
     codec = CustomerCodec.fit(data.spec, customers)
     metrics: dict[str, float] = {"customers": len(customers), "page_views": len(transitions)}
+    # The scale of the logged actions: ANC's mu is set relative to it (paper, "ANC").
+    norms = np.linalg.norm(transitions.engine_action, axis=1)
+    metrics.update(
+        {f"logged_action_norm.p{q}": float(np.percentile(norms, q)) for q in (10, 50, 90)}
+    )
 
     # 1. P^c by GAN-SD (Algorithm 1), and the baselines of Table 1.
     kinds = (DensityKind.GAN_SD, *(BASELINES if config.baselines else ()))
