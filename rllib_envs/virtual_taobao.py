@@ -33,11 +33,10 @@ from gymnasium.vector.utils import batch_space
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.errors import UserError
-from pipeline.logs.observation import observation_dim
-from pipeline.logs.schema import LogSpec, RewardColumn
+from pipeline.logs.schema import RewardColumn
 from pipeline.simulator.checkpoint import load_simulator
 from pipeline.simulator.data import BUY
-from pipeline.simulator.sessions import CustomerArrivals, Sessions
+from pipeline.simulator.sessions import CustomerArrivals, Sessions, engine_observation_space
 from rllib_envs import ENV_ID
 
 
@@ -92,17 +91,6 @@ def _describe(exc: ValidationError) -> str:
         got = "" if error["type"] == "missing" else f" (got {error['input']!r})"
         parts.append(f"{where}: {error['msg']}{got}")
     return "; ".join(parts)
-
-
-def engine_observation_space(spec: LogSpec) -> gym.spaces.Box:
-    """[0, 1] everywhere (one-hots, n / MaxIndex, clicks / page_size) except the dense customer
-    features, which are unbounded (layout in pipeline/logs/observation.py)."""
-    dim = observation_dim(spec)
-    low, high = np.zeros(dim, np.float32), np.ones(dim, np.float32)
-    start = sum(spec.attr_cardinalities) + spec.n_query_categories
-    dense = slice(start, start + spec.dense_dim)
-    low[dense], high[dense] = -np.inf, np.inf
-    return gym.spaces.Box(low, high, dtype=np.float32)
 
 
 class _Simulation:

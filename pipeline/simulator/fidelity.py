@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from pipeline.errors import UserError
 from pipeline.logs.schema import LogSpec
+from pipeline.simulator import gan_sd
 from pipeline.simulator.build import GENERATOR, build_simulator, density_component
 from pipeline.simulator.checkpoint import Simulator, load_simulator
 from pipeline.simulator.config import FidelityConfig
@@ -35,7 +36,6 @@ from rllib_envs.virtual_taobao import VirtualTaobaoVectorEnv
 
 QUERY = "query_category"
 TABLE1_ATTRIBUTES = ("history_turnover_level", "purchase_power_level", QUERY, "customer_category")
-KL_EPSILON = 1e-6  # smooths empty categories so KL stays finite
 SIM_BATCH = 4096  # sessions stepped together when replaying the logged policy
 
 
@@ -62,10 +62,9 @@ def distribution(codes: np.ndarray, k: int) -> np.ndarray:
 
 
 def kl(p: np.ndarray, q: np.ndarray) -> float:
-    """KL(p || q) of two distributions over the same categories, smoothed by KL_EPSILON."""
-    p, q = p + KL_EPSILON, q + KL_EPSILON
-    p, q = p / p.sum(), q / q.sum()
-    return float(np.sum(p * np.log(p / q)))
+    """KL(p || q) of two distributions over the same categories (GAN-SD's, finite where q
+    has empty categories)."""
+    return float(gan_sd.kl(torch.as_tensor(p), torch.as_tensor(q)))
 
 
 def density_models(simulator: Simulator) -> dict[str, torch.nn.Module]:

@@ -178,9 +178,8 @@ def training_step(
             h, divergence = marginal_terms(logits, batches(), slices)
             # Line 7 maximises D(G(z)) + alpha H - beta KL, with the KL in the direction of the
             # paper's text, KL(V(x) || V(G(z))) (line 7 swaps the arguments). We use the
-            # non-saturating
-            # log D(G(z)) (Goodfellow et al. 2014) in place of D(G(z)): its gradient does not
-            # vanish when D confidently rejects the generated customers early in training.
+            # non-saturating log D(G(z)) (Goodfellow et al. 2014) in place of D(G(z)): its
+            # gradient does not vanish when D confidently rejects early generated customers.
             adversarial = F.logsigmoid(discriminator(fake)).mean()
             g_loss = -(adversarial + config.alpha * h - config.beta * divergence)
             g_opt.zero_grad()

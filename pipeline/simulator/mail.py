@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 
 from pipeline import tracking
 from pipeline.logs.schema import LogSpec
-from pipeline.simulator.config import MailConfig, PolicyLearner
+from pipeline.simulator.config import MailConfig, PolicyLearner, SimulatorConfig
 from pipeline.simulator.customers import CustomerCodec
 from pipeline.simulator.data import BUY, TrainingData, open_training_data
 from pipeline.simulator.mail_env import MailVectorEnv
@@ -199,13 +199,14 @@ class MAILConfig(PPOConfig):
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or MAIL)
+        defaults = MailConfig()  # the one source of MAIL's defaults
         self.expert_root: str | None = None
-        self.expert_scenario: str = "main_search"
+        self.expert_scenario: str = SimulatorConfig().scenario
         self.expert_time_slice: int | None = None
-        self.discriminator_hidden: tuple[int, ...] = (128, 128)
-        self.discriminator_steps: int = 20
-        self.discriminator_lr: float = 3e-4
-        self.discriminator_batch_size: int = 1024
+        self.discriminator_hidden: tuple[int, ...] = defaults.discriminator_hidden
+        self.discriminator_steps: int = defaults.discriminator_steps
+        self.discriminator_lr: float = defaults.discriminator_lr
+        self.discriminator_batch_size: int = defaults.discriminator_batch_size
 
     def mail(
         self,

@@ -24,10 +24,9 @@ import numpy as np
 import torch
 from gymnasium.vector.utils import batch_space
 
-from pipeline.logs.observation import observation_dim
 from pipeline.logs.schema import LogSpec
 from pipeline.simulator.customers import CustomerCodec
-from pipeline.simulator.sessions import CustomerArrivals, Sessions
+from pipeline.simulator.sessions import CustomerArrivals, Sessions, engine_observation_space
 from pipeline.simulator.weights import load_module
 
 
@@ -43,10 +42,6 @@ def joint_action_space(spec: LogSpec) -> gym.spaces.Tuple:
     )
 
 
-def observation_space(spec: LogSpec) -> gym.spaces.Box:
-    return gym.spaces.Box(-np.inf, np.inf, (observation_dim(spec),), np.float32)
-
-
 class MailVectorEnv(gym.vector.VectorEnv):
     """`num_envs` customers at once. RLlib builds it with gym_env_vectorize_mode=
     "vector_entry_point", adding "num_envs" to the env_config. env_config: generator (path of
@@ -57,7 +52,7 @@ class MailVectorEnv(gym.vector.VectorEnv):
     def __init__(self, config: dict):
         self.log_spec = LogSpec.model_validate(config["spec"])
         self.num_envs = int(config.get("num_envs", 1))
-        self.single_observation_space = observation_space(self.log_spec)
+        self.single_observation_space = engine_observation_space(self.log_spec)
         self.single_action_space = joint_action_space(self.log_spec)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -28,6 +29,17 @@ from pipeline.simulator.data import TURN_PAGE
 # Customers are generated, decoded and encoded in chunks of this size: a 65536-row batch
 # spills the generator's activations out of cache and costs ~30% more per customer.
 GENERATE_CHUNK = 4096
+
+
+def engine_observation_space(spec: LogSpec) -> gym.spaces.Box:
+    """[0, 1] everywhere (one-hots, n / MaxIndex, clicks / page_size) except the dense customer
+    features, which are unbounded (layout in pipeline/logs/observation.py)."""
+    dim = observation_dim(spec)
+    low, high = np.zeros(dim, np.float32), np.ones(dim, np.float32)
+    start = sum(spec.attr_cardinalities) + spec.n_query_categories
+    dense = slice(start, start + spec.dense_dim)
+    low[dense], high[dense] = -np.inf, np.inf
+    return gym.spaces.Box(low, high, dtype=np.float32)
 
 
 def _progress_scales(spec: LogSpec) -> tuple[float, float]:

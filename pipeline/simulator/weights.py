@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from pipeline.errors import UserError
@@ -66,9 +66,9 @@ def load_module(path: Path, device: str | torch.device = "cpu") -> nn.Module:
     for module_name in _DEFINING_MODULES:
         importlib.import_module(module_name)
     try:
-        state = load_file(str(path), device=str(device))
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="pt", device=str(device)) as handle:
             meta = handle.metadata() or {}
+            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{path}: corrupt or unreadable weights file ({exc})") from exc
     name = meta.get(_CLASS)
