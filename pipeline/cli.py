@@ -14,18 +14,24 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline import __version__
+from pipeline.baselines.config import SupervisedConfig, SupervisedKind
 from pipeline.config import (
     GenerateConfig,
     IngestConfig,
     OnBadFile,
+    Profile,
     default,
     help_of,
     load_config,
     load_run_config,
 )
 from pipeline.errors import UserError
+from pipeline.evaluation.config import EvaluationConfig
+from pipeline.learners.anc import AncConfig
+from pipeline.learners.config import TrainConfig
+from pipeline.learners.registry import Algo
 from pipeline.logs.schema import RewardColumn
-from pipeline.simulator.config import FidelityConfig, MailConfig, SimulatorConfig
+from pipeline.simulator.config import Behaviour, FidelityConfig, MailConfig, SimulatorConfig
 
 app = typer.Typer(
     help="ecomrl: learn a Virtual-Taobao simulator from search session logs and train "
@@ -272,22 +278,155 @@ def simulator_evaluate(
     console.print(f"report: {report}")
 
 
+@app.command("train")
+def train(
+    simulator: Annotated[str, typer.Argument(help="Simulator checkpoint directory or MLflow URI.")],
+    out: Annotated[Path, typer.Option(help="Output directory: checkpoint/ and policy/.")],
+    algo: Annotated[Algo | None, typer.Option(help=help_of(TrainConfig, "algo"))] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file overriding the training defaults.")
+    ] = None,
+    anc: Annotated[
+        bool | None,
+        typer.Option("--anc/--no-anc", help="Shape rewards by the action norm constraint (eq. 3)."),
+    ] = None,
+    anc_rho: Annotated[float | None, typer.Option(min=0, help=help_of(AncConfig, "rho"))] = None,
+    anc_mu: Annotated[float | None, typer.Option(min=0, help=help_of(AncConfig, "mu"))] = None,
+    behaviour: Annotated[
+        Behaviour | None, typer.Option(help=help_of(TrainConfig, "behaviour"))
+    ] = None,
+    env_steps: Annotated[
+        int | None, typer.Option(min=1, help=help_of(TrainConfig, "env_steps"))
+    ] = None,
+    num_env_runners: Annotated[
+        int | None, typer.Option(min=0, help=help_of(TrainConfig, "num_env_runners"))
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, help="Seed of the learner and the env.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a ranking policy in Virtual-Taobao with PPO (RLlib's), TRPO or DDPG (ours, on
+    RLlib's new stack), under ANC unless --no-anc. Saves the RLlib checkpoint and the policy
+    exported to TorchScript (and ONNX), logged to MLflow as the run's `policy` artifact."""
+    from pipeline import stages
+
+    overrides: dict = {
+        "algo": algo,
+        "behaviour": behaviour,
+        "env_steps": env_steps,
+        "num_env_runners": num_env_runners,
+        "seed": seed,
+    }
+    anc_given = {k: v for k, v in {"rho": anc_rho, "mu": anc_mu}.items() if v is not None}
+    if anc or anc_given:  # a dict merges into the file's ANC settings, or the defaults
+        overrides["anc"] = anc_given
+    train_config = load_config(TrainConfig, config, overrides)
+    if anc is False:
+        train_config = train_config.model_copy(update={"anc": None})
+    metrics, uri = stages.train(simulator, out, train_config, overwrite, progress)
+    _print_summary(
+        f"train {train_config.algo}",
+        {"out": str(out), "mlflow": uri, **{k: round(v, 4) for k, v in metrics.items()}},
+    )
+
+
+@app.command("baseline")
+def baseline(
+    kind: Annotated[SupervisedKind, typer.Argument(help="sl1 (eq. 4) or sl2 (eq. 5).")],
+    logs: Annotated[Path, typer.Argument(help="Ingested trajectories.")],
+    out: Annotated[Path, typer.Option(help="Output directory of the exported policy.")],
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file overriding the supervised defaults.")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help=help_of(SupervisedConfig, "epochs"))
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Fit the paper's supervised baseline SL1 or SL2 on the logs (Ray Data feeding torch) and
+    export it like a trained policy."""
+    from pipeline import stages
+
+    sl_config = load_config(SupervisedConfig, config, {"kind": kind, "epochs": epochs})
+    metrics, uri = stages.baseline(logs, out, sl_config, overwrite, progress)
+    _print_summary(kind.value, {"out": str(out), "mlflow": uri, **metrics})
+
+
+def _policies(values: list[str]) -> dict[str, str]:
+    policies = {}
+    for value in values:
+        name, sep, location = value.partition("=")
+        if not sep or not name or not location:
+            raise UserError(f"--policy {value!r}: expected NAME=PATH (or NAME=runs:/<id>/policy)")
+        policies[name] = location
+    return policies
+
+
+@app.command("evaluate")
+def evaluate(
+    simulator: Annotated[str, typer.Argument(help="Simulator checkpoint directory or MLflow URI.")],
+    policy: Annotated[
+        list[str],
+        typer.Option(
+            help="NAME=PATH of an exported policy (directory or runs:/<id>/policy); repeat. "
+            "Names trpo, trpo_anc, trpo_anc_bc, sl1, sl2 fill the paper's experiments."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Output directory for report.md and the plots.")],
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file overriding the evaluation defaults.")
+    ] = None,
+    world_seed: Annotated[
+        int | None, typer.Option(min=0, help=help_of(EvaluationConfig, "world_seed"))
+    ] = None,
+    customers: Annotated[
+        int | None, typer.Option(min=100, help=help_of(EvaluationConfig, "customers"))
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Deploy policies in the reference world (R2P, TT, TV with CIs, on each evaluation day)
+    and in the simulator on the same customers, beside the random logging policy; write the
+    paper's experiments (ANC, RL vs SL1/SL2, generalisation) as report.md and plots."""
+    from pipeline import stages
+
+    overrides = {"world_seed": world_seed, "customers": customers}
+    eval_config = load_config(EvaluationConfig, config, overrides)
+    result, report = stages.evaluate(
+        simulator, _policies(policy), out, eval_config, overwrite, progress
+    )
+    table = Table("policy", "R2P world day 0", "R2P simulator (MAIL)", title="evaluation")
+    for name, score in result.items():
+        sim = score["simulator"]["mail"]["r2p"]
+        table.add_row(name, f"{score['world']['0']['r2p']:.4f}", f"{sim:.4f}")
+    console.print(table)
+    console.print(f"report: {report}")
+
+
 @app.command("run")
 def run(
     config: Annotated[
         Path | None, typer.Option(help="YAML file overriding the embedded defaults.")
     ] = None,
+    profile: Annotated[
+        Profile, typer.Option(help="quick: every stage on a small budget (a smoke test).")
+    ] = Profile.DEFAULT,
     workdir: Annotated[Path | None, typer.Option(help="Where every stage writes.")] = None,
     sessions: Annotated[
         int | None, typer.Option(min=1, help="Sessions of logs to generate.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """The whole pipeline on the embedded defaults: generate logs -> ingest -> summary, tracked
-    as one MLflow run with a child run per stage."""
+    """The whole pipeline on the embedded defaults: generate logs -> ingest -> build the
+    simulator -> train TRPO-ANC (and TRPO, and TRPO-ANC in the BC simulator) and the SL1/SL2
+    baselines -> evaluate in the world -> report. One MLflow run with a child run per stage."""
     from pipeline import stages
 
-    run_config = load_run_config(config, {"workdir": workdir, "generate": {"sessions": sessions}})
+    overrides = {"workdir": workdir, "generate": {"sessions": sessions}}
+    run_config = load_run_config(config, overrides, profile)
     _print_summary("ecomrl run", stages.run_pipeline(run_config, progress=progress))
 
 

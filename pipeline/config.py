@@ -12,10 +12,14 @@ from pathlib import Path
 from typing import TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipeline.baselines.config import SupervisedConfig
 from pipeline.errors import UserError
+from pipeline.evaluation.config import EvaluationConfig
+from pipeline.learners.config import TrainConfig
 from pipeline.logs.schema import LogSpec, RewardColumn
+from pipeline.simulator.config import SimulatorConfig
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -58,12 +62,48 @@ class IngestConfig(_Config):
 
 
 class RunConfig(_Config):
-    """`ecomrl run`: the whole pipeline on the embedded defaults."""
+    """`ecomrl run`: the whole pipeline on the embedded defaults. The world that deploys the
+    policies is the one that wrote the logs (`generate.seed`)."""
 
     workdir: Path = Field(Path("ecomrl-out"), description="where every stage writes")
     spec: LogSpec = LogSpec()
     generate: GenerateConfig = GenerateConfig()
     ingest: IngestConfig = IngestConfig()
+    simulator: SimulatorConfig = SimulatorConfig(baselines=False)
+    train: TrainConfig = TrainConfig()
+    supervised: SupervisedConfig = SupervisedConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    @field_validator("simulator", mode="before")
+    @classmethod
+    def _no_density_baselines(cls, value):
+        """Table 1's density baselines belong to `ecomrl simulator evaluate`, not to the run:
+        off unless a config file turns them on."""
+        return {"baselines": False, **value} if isinstance(value, dict) else value
+
+
+class Profile(enum.StrEnum):
+    DEFAULT = "default"
+    QUICK = "quick"
+
+
+# `ecomrl run --profile quick`: every stage on a budget, a smoke test of the whole pipeline
+# (its numbers mean little). Applied under the YAML file and the command-line options.
+PROFILES: dict[Profile, dict] = {
+    Profile.DEFAULT: {},
+    Profile.QUICK: {
+        "generate": {"sessions": 3000},
+        "ingest": {"shards": 2},
+        "simulator": {
+            "density": {"gan_sd": {"steps": 300}},
+            "behaviour": {"epochs": 2, "min_steps": 100},
+            "mail": {"iterations": 2, "env_steps_per_iteration": 2048},
+        },
+        "train": {"env_steps": 16384},
+        "supervised": {"epochs": 2},
+        "evaluation": {"customers": 2000},
+    },
+}
 
 
 def default(model: type[BaseModel], field: str):
@@ -86,13 +126,18 @@ def _merge(base: dict, update: dict) -> dict:
     return merged
 
 
-def load_run_config(path: Path | None, overrides: dict | None = None) -> RunConfig:
-    return load_config(RunConfig, path, overrides)
+def load_run_config(
+    path: Path | None, overrides: dict | None = None, profile: Profile = Profile.DEFAULT
+) -> RunConfig:
+    """The run config of `profile`, updated from a YAML file, then from `overrides`."""
+    return load_config(RunConfig, path, overrides, base=PROFILES[profile])
 
 
-def load_config(model: type[M], path: Path | None, overrides: dict | None = None) -> M:
-    """`model`'s embedded defaults, updated from a YAML file, then from `overrides` (nested
-    dicts like {"generate": {"sessions": 500}}; None values leave the setting alone)."""
+def load_config(
+    model: type[M], path: Path | None, overrides: dict | None = None, base: dict | None = None
+) -> M:
+    """`model`'s embedded defaults updated from `base`, then from a YAML file, then from
+    `overrides` (nested dicts like {"generate": {"sessions": 500}}; None leaves a setting)."""
     data: dict = {}
     if path is not None:
         if not path.is_file():
@@ -103,7 +148,7 @@ def load_config(model: type[M], path: Path | None, overrides: dict | None = None
             raise UserError(f"{path}: not valid YAML ({exc})") from exc
         if not isinstance(data, dict):
             raise UserError(f"{path}: expected a mapping at the top level")
-    data = _merge(data, overrides or {})
+    data = _merge(_merge(base or {}, data), overrides or {})
     try:
         return model.model_validate(data)
     except ValidationError as exc:

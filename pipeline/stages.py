@@ -5,16 +5,25 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from pipeline import tracking
+from pipeline.baselines.config import SupervisedConfig
 from pipeline.config import GenerateConfig, IngestConfig, RunConfig
+from pipeline.evaluation.config import EvaluationConfig
+from pipeline.learners.config import TrainConfig
 from pipeline.logs.ingest import SUMMARY_FILE, IngestSummary, ingest_logs
 from pipeline.logs.schema import LogSpec
 from pipeline.paths import prepare_out
 from pipeline.simulator.checkpoint import Manifest
 from pipeline.simulator.config import FidelityConfig, SimulatorConfig
 
+M = TypeVar("M", bound=BaseModel)
 SIMULATOR_ARTIFACT = "simulator"
+POLICY_ARTIFACT = "policy"
+REPORT_ARTIFACT = "report"
 
 
 def generate(out: Path, config: GenerateConfig, spec: LogSpec | None = None, progress: bool = True):
@@ -54,35 +63,6 @@ def ingest(src: Path, out: Path, config: IngestConfig, progress: bool = True) ->
         summary = ingest_logs(src, out, config, progress)
         tracking.log_metrics(summary.metrics())
         tracking.log_artifact(Path(out) / SUMMARY_FILE)
-    return summary
-
-
-def run_pipeline(config: RunConfig, progress: bool = True) -> dict:
-    """`ecomrl run`: generate logs -> ingest -> summary; one parent run, a child run per stage."""
-    workdir = config.workdir
-    logs, trajectories = workdir / "logs", workdir / "trajectories"
-    with tracking.run(
-        "pipeline", {"run": config.model_dump(mode="json", exclude={"spec"})}
-    ) as parent:
-        tracking.log_json(config.model_dump(mode="json"), "run_config.json")
-        generate_config = config.generate.model_copy(update={"overwrite": True})
-        generated = generate(logs, generate_config, config.spec, progress)
-        ingest_config = config.ingest.model_copy(update={"overwrite": True})
-        ingested = ingest(logs, trajectories, ingest_config, progress)
-        summary = {
-            "mlflow_run_id": parent.info.run_id,
-            "logs": str(logs),
-            "trajectories": str(trajectories),
-            "sessions_generated": generated.sessions,
-            "page_views_generated": generated.page_views,
-            "logged_r2p": round(generated.r2p, 4),
-            "rows_read": ingested.rows_read,
-            "rows_accepted": ingested.rows_accepted,
-            "rows_quarantined": ingested.rows_quarantined,
-            "sessions_ingested": ingested.sessions,
-        }
-        tracking.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
-        tracking.log_json(summary, "pipeline_summary.json")
     return summary
 
 
@@ -135,3 +115,149 @@ def fidelity_metrics(result: dict) -> dict[str, float]:
     metrics = {f"kl.{m}.{a}": v for m, row in result["kl"].items() for a, v in row.items()}
     metrics.update({f"r2p.{name}": v for name, v in result["r2p"].items()})
     return metrics
+
+
+def train(
+    simulator: str, out: Path, config: TrainConfig, overwrite: bool = False, progress: bool = True
+) -> tuple[dict[str, float], str]:
+    """Train a ranking policy in `simulator`; the exported policy is the run's `policy`
+    artifact. Returns the training metrics and the policy's MLflow URI."""
+    from pipeline.learners.train import train_policy
+    from pipeline.ray_runtime import ensure_ray
+
+    prepare_out(out, overwrite)
+    ensure_ray()
+    params = {"train": config.model_dump(mode="json"), "simulator": str(simulator)}
+    with tracking.run(f"train-{config.algo}", {**params, "out": str(out)}) as active:
+        result = train_policy(simulator, out, config, progress)
+        tracking.log_metrics(result.metrics)
+        tracking.log_artifacts(result.policy, POLICY_ARTIFACT)
+        tracking.log_artifacts(result.checkpoint, "checkpoint")
+    return result.metrics, f"runs:/{active.info.run_id}/{POLICY_ARTIFACT}"
+
+
+def baseline(
+    trajectories: Path,
+    out: Path,
+    config: SupervisedConfig,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> tuple[dict[str, float], str]:
+    """Fit SL1 or SL2 on the logs and export it like a trained policy (`policy` artifact)."""
+    from pipeline.baselines.supervised import train_supervised
+    from pipeline.export import export_policy
+    from pipeline.logs.observation import observation_dim
+
+    prepare_out(out, overwrite)
+    params = {"supervised": config.model_dump(mode="json"), "source": str(trajectories)}
+    with tracking.run(f"baseline-{config.kind}", {**params, "out": str(out)}) as active:
+        result = train_supervised(trajectories, config, progress)
+        metadata = {"algo": config.kind.value, "data_fingerprint": result.data_fingerprint}
+        spec = result.spec
+        export_policy(result.policy, out, observation_dim(spec), spec.action_dim, metadata)
+        tracking.log_metrics(result.metrics)
+        tracking.log_artifacts(out, POLICY_ARTIFACT)
+    return result.metrics, f"runs:/{active.info.run_id}/{POLICY_ARTIFACT}"
+
+
+def evaluate(
+    simulator: str,
+    policies: dict[str, str],
+    out: Path,
+    config: EvaluationConfig,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> tuple[dict, Path]:
+    """Score `policies` (name -> exported policy directory or MLflow URI) and the random
+    policy in the world and the simulator; the report is the run's `report/` artifact."""
+    from tqdm.auto import tqdm
+
+    from pipeline.evaluation.report import to_json, write_report
+    from pipeline.evaluation.scoring import RANDOM, Evaluation
+    from pipeline.export.loader import load_policy
+    from pipeline.simulator.checkpoint import resolve
+    from pipeline.stats import z_value
+
+    prepare_out(out, overwrite)
+    params = {"evaluation": config.model_dump(mode="json"), "simulator": str(simulator)}
+    with tracking.run("evaluate", {**params, "policies": policies}):
+        evaluation = Evaluation(simulator, config)
+        loaded = {RANDOM: evaluation.random_policy()}
+        loaded.update({name: load_policy(resolve(loc)) for name, loc in policies.items()})
+        scores = {
+            name: evaluation.score(name, policy)
+            for name, policy in tqdm(loaded.items(), desc="evaluate", disable=not progress)
+        }
+        header = {"simulator": simulator, **policies, "world seed": config.world_seed}
+        report = write_report(scores, out, header, z_value(config.confidence))
+        result = to_json(scores)
+        tracking.log_metrics(evaluation_metrics(result))
+        tracking.log_artifacts(out, REPORT_ARTIFACT)
+    return result, report
+
+
+def evaluation_metrics(result: dict) -> dict[str, float]:
+    """Headline numbers of an evaluation as flat MLflow metrics."""
+    metrics = {}
+    for name, score in result.items():
+        for day, world in score["world"].items():
+            metrics.update({f"{name}.world.day{day}.{k}": world[k] for k in ("r2p", "tt", "tv")})
+        for behaviour, sim in score["simulator"].items():
+            metrics[f"{name}.sim.{behaviour}.r2p"] = sim["r2p"]
+    return metrics
+
+
+def run_pipeline(config: RunConfig, progress: bool = True) -> dict:
+    """`ecomrl run`: generate logs -> ingest -> build the simulator -> train TRPO, TRPO-ANC (in
+    the MAIL and in the BC simulator) and SL1, SL2 -> evaluate in the world -> report. One
+    parent MLflow run, a child run per stage."""
+    work = config.workdir
+    logs, trajectories = work / "logs", work / "trajectories"
+    with tracking.run(
+        "pipeline", {"run": config.model_dump(mode="json", exclude={"spec"})}
+    ) as parent:
+        tracking.log_json(config.model_dump(mode="json"), "run_config.json")
+        generated = generate(logs, _updated(config.generate, OVERWRITE), config.spec, progress)
+        ingested = ingest(logs, trajectories, _updated(config.ingest, OVERWRITE), progress)
+        _, simulator = simulator_build(
+            trajectories, work / "simulator", config.simulator, True, progress
+        )
+        policies = {}
+        for name, update in _TRAININGS.items():
+            train_config = _updated(config.train, update)
+            _, policies[name] = train(simulator, work / name, train_config, True, progress)
+        for kind in ("sl1", "sl2"):
+            sl_config = _updated(config.supervised, {"kind": kind})
+            _, policies[kind] = baseline(trajectories, work / kind, sl_config, True, progress)
+        evaluation = config.evaluation.model_copy(update={"world_seed": config.generate.seed})
+        _, report = evaluate(simulator, policies, work / "report", evaluation, True, progress)
+        tracking.log_artifact(report)
+        summary = {
+            "mlflow_run_id": parent.info.run_id,
+            "workdir": str(work),
+            "sessions_generated": generated.sessions,
+            "logged_r2p": round(generated.r2p, 4),
+            "rows_quarantined": ingested.rows_quarantined,
+            "simulator": simulator,
+            **policies,
+            "report": str(report),
+        }
+        tracking.log_json(summary, "pipeline_summary.json")
+    return summary
+
+
+# The run's policies (evaluation/report.py finds them by these names): TRPO without and with
+# ANC in the MAIL simulator, and with ANC in the BC simulator (Table 2's baseline).
+_TRAININGS = {
+    "trpo": {"algo": "trpo", "anc": None},
+    "trpo_anc": {"algo": "trpo", "behaviour": "mail"},
+    "trpo_anc_bc": {"algo": "trpo", "behaviour": "bc"},
+}
+
+
+OVERWRITE = {"overwrite": True}
+
+
+def _updated(config: M, update: dict) -> M:
+    """`config` with `update`, validated (model_copy would keep strings for enums)."""
+    return type(config).model_validate({**config.model_dump(), **update})

@@ -19,7 +19,6 @@ imports `pipeline.world`: the simulator knows the world only through its logs.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -35,19 +34,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pipeline.errors import UserError
 from pipeline.logs.schema import RewardColumn
 from pipeline.simulator.checkpoint import load_simulator
+from pipeline.simulator.config import Behaviour
 from pipeline.simulator.data import BUY
 from pipeline.simulator.sessions import CustomerArrivals, Sessions, engine_observation_space
 from rllib_envs import ENV_ID
-
-
-class Behaviour(enum.StrEnum):
-    """Which learned customer policy pi^c answers the engine."""
-
-    MAIL = "mail"
-    BC = "bc"
-
-
-_POLICY_COMPONENT = {Behaviour.MAIL: "customer_policy", Behaviour.BC: "bc_customer_policy"}
 
 
 class VirtualTaobaoConfig(BaseModel):
@@ -104,7 +94,7 @@ class _Simulation:
         self.spec = simulator.spec
         self.action_dim = simulator.manifest.action_dim
         self.device = torch.device(config.device)
-        self.policy = simulator.component(_POLICY_COMPONENT[config.behaviour], self.device)
+        self.policy = simulator.customer_policy(config.behaviour, self.device)
         self.amount = (
             simulator.component("amount", self.device)
             if config.reward is RewardColumn.AMOUNT

@@ -22,6 +22,7 @@ from pipeline.logs.schema import (
     read_contract,
     rerank_lists_schema,
 )
+from pipeline.stats import ratio_estimate
 from pipeline.world import (
     LoggingPolicy,
     RerankMarket,
@@ -31,7 +32,6 @@ from pipeline.world import (
     generate_logs,
 )
 from pipeline.world import generate as generate_module
-from pipeline.world.deploy import ratio_estimate
 from pipeline.world.market import CHEAP
 
 SEED = 7

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pipeline import __version__
 from pipeline.errors import UserError
 from pipeline.logs.schema import SCHEMA_VERSION, LogSpec
+from pipeline.simulator.config import Behaviour
 from pipeline.simulator.customers import CustomerCodec
 from pipeline.simulator.weights import load_module, save_module
 
@@ -96,6 +97,9 @@ def resolve(location: str | Path) -> Path:
     return Path(location)
 
 
+_BEHAVIOUR_COMPONENT = {Behaviour.MAIL: "customer_policy", Behaviour.BC: "bc_customer_policy"}
+
+
 class Simulator:
     """A loaded checkpoint: its manifest and its components, read (and verified) on demand."""
 
@@ -116,6 +120,10 @@ class Simulator:
         if _sha256(path) != self.manifest.files[name]:
             raise UserError(f"{path}: corrupt weights file (sha256 differs from the manifest)")
         return load_module(path, device)
+
+    def customer_policy(self, behaviour: Behaviour, device: str | torch.device = "cpu"):
+        """pi^c of `behaviour` (a CustomerPolicyNet)."""
+        return self.component(_BEHAVIOUR_COMPONENT[Behaviour(behaviour)], device)
 
     def check_action_dim(self, action_dim: int | None) -> None:
         if action_dim is not None and action_dim != self.manifest.action_dim:

@@ -12,6 +12,13 @@ import enum
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class Behaviour(enum.StrEnum):
+    """Which learned customer policy pi^c answers the engine: MAIL's or behaviour cloning's."""
+
+    MAIL = "mail"
+    BC = "bc"
+
+
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -4,7 +4,6 @@ Table 1 and Figures 3, 4 and 5, written by `ecomrl simulator evaluate`."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +12,8 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 import numpy as np
 
+from pipeline.markdown import fmt as _fmt
+from pipeline.markdown import table as _table
 from pipeline.simulator.fidelity import TABLE1_ATTRIBUTES
 
 # Paper, Table 1 (KL from virtual to real on Taobao), quoted next to ours for scale.
@@ -32,17 +33,6 @@ NAMES = {
     "bc": "BC",
     "simulator": "Virtual-Taobao",
 }
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.{digits}f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
 
 
 def _bars(ax, series: dict[str, list[float]], title: str) -> None:

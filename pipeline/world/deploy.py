@@ -15,19 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from statistics import NormalDist
 
 import numpy as np
 
+from pipeline.stats import Estimate, ratio_estimate, total_estimate, z_value
 from pipeline.world.market import DEPLOY_STREAM, SCENARIOS, World, stream
 from pipeline.world.params import N_SLICES
-
-
-@dataclass(frozen=True)
-class Estimate:
-    value: float
-    ci_low: float
-    ci_high: float
 
 
 @dataclass(frozen=True)
@@ -56,22 +49,6 @@ class DeploymentReport:
         if self.time_slice is not None:
             out["time_slice"] = float(self.time_slice)
         return out
-
-
-def ratio_estimate(num: np.ndarray, den: np.ndarray, z: float) -> Estimate:
-    """sum(num) / sum(den) over clusters, with a delta-method (linearised) clustered CI."""
-    ratio = num.sum() / den.sum()
-    m = num.size
-    resid = num - ratio * den
-    se = np.sqrt(m / max(m - 1, 1) * np.sum(resid**2)) / den.sum()
-    return Estimate(float(ratio), float(ratio - z * se), float(ratio + z * se))
-
-
-def total_estimate(values: np.ndarray, z: float) -> Estimate:
-    """sum over clusters, with a normal CI from the spread of the cluster sums."""
-    total = values.sum()
-    se = np.sqrt(values.size * values.var(ddof=1)) if values.size > 1 else 0.0
-    return Estimate(float(total), float(total - z * se), float(total + z * se))
 
 
 def deploy(
@@ -113,7 +90,7 @@ def deploy(
         for i, w in enumerate((None, views.purchase, views.clicks, views.amount)):
             sums[i] += np.bincount(user, weights=w, minlength=users)
     pages, buys, clicks, amount = sums[:, sums[0] > 0]  # clusters: users who came
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    z = z_value(confidence)
     return DeploymentReport(
         r2p=ratio_estimate(buys, pages, z),
         ctr=ratio_estimate(clicks, pages * world.spec.page_size, z),

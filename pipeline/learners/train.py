@@ -1,0 +1,135 @@
+"""Train a ranking policy in Virtual-Taobao with any registered learner, optionally under ANC,
+then save the RLlib checkpoint and export the policy (pipeline/export) for deployment."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from pipeline import tracking
+from pipeline.errors import UserError
+from pipeline.learners.anc import LOGGED_NORM_METRIC, anc_environment
+from pipeline.learners.config import TrainConfig
+from pipeline.learners.registry import Algo, algorithm_config
+from pipeline.simulator.checkpoint import load_simulator
+from rllib_envs import ENV_ID
+
+CHECKPOINT_DIR = "checkpoint"
+POLICY_DIR = "policy"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    policy: Path  # the exported policy directory (policy.pt, policy.json, policy.onnx)
+    checkpoint: Path  # the RLlib checkpoint
+    metrics: dict[str, float]
+
+
+def anc_mu(simulator: str, config: TrainConfig) -> float | None:
+    """mu of eq. 3: as configured, else the logged action norms' p90 from the manifest."""
+    if config.anc is None:
+        return None
+    if config.anc.mu is not None:
+        return config.anc.mu
+    metrics = load_simulator(simulator).manifest.metrics
+    if LOGGED_NORM_METRIC not in metrics:
+        raise UserError(f"{simulator}: the manifest has no {LOGGED_NORM_METRIC}; set anc.mu")
+    return metrics[LOGGED_NORM_METRIC]
+
+
+def _model_config(algo: Algo, hidden: tuple[int, ...]) -> dict:
+    if algo is Algo.DDPG:
+        return {"actor_hidden": list(hidden), "critic_hidden": list(hidden)}
+    return {"fcnet_hiddens": list(hidden), "fcnet_activation": "tanh"}
+
+
+def rllib_config(simulator: str, config: TrainConfig):
+    """The RLlib AlgorithmConfig of one training run in `simulator`."""
+    env_config = {
+        "simulator": str(simulator),
+        "behaviour": config.behaviour.value,
+        "reward": config.reward.value,
+        "seed": config.seed,
+    }
+    algo_config = algorithm_config(config.algo)
+    try:
+        algo_config.training(**config.settings)
+    except TypeError as exc:
+        raise UserError(f"settings for {config.algo}: {exc}") from exc
+    env = ENV_ID
+    mu = anc_mu(simulator, config)
+    if mu is not None:
+        env, env_config = anc_environment(ENV_ID, env_config, config.anc.rho, mu)
+    return (
+        algo_config.environment(env, env_config=env_config)
+        .env_runners(
+            num_env_runners=config.num_env_runners,
+            num_envs_per_env_runner=config.num_envs_per_env_runner,
+            gym_env_vectorize_mode="vector_entry_point",
+        )
+        .learners(
+            num_learners=config.num_learners, num_gpus_per_learner=config.num_gpus_per_learner
+        )
+        .rl_module(model_config=_model_config(config.algo, config.hidden))
+        .debugging(seed=config.seed)
+    )
+
+
+def _iteration_metrics(result: dict) -> dict[str, float]:
+    from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, EPISODE_RETURN_MEAN, LEARNER_RESULTS
+
+    runners = result.get(ENV_RUNNER_RESULTS, {})
+    out = {}
+    if EPISODE_RETURN_MEAN in runners:
+        out["episode_return_mean"] = float(runners[EPISODE_RETURN_MEAN])
+        out["episode_len_mean"] = float(runners.get("episode_len_mean", float("nan")))
+    for name, value in result.get(LEARNER_RESULTS, {}).get("default_policy", {}).items():
+        if isinstance(value, int | float):
+            out[f"learner.{name}"] = float(value)
+    return out
+
+
+def sampled_env_steps(result: dict) -> int:
+    from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+    return int(result.get(ENV_RUNNER_RESULTS, {}).get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0))
+
+
+def train_policy(
+    simulator: str, out: Path, config: TrainConfig, progress: bool = True
+) -> TrainResult:
+    """Train until `config.env_steps` env steps are sampled; checkpoint and export to `out`."""
+    from pipeline.export import export_policy, policy_net
+
+    algo = rllib_config(simulator, config).build_algo()
+    try:
+        start, steps, metrics = time.perf_counter(), 0, {}
+        with tqdm(total=config.env_steps, desc=f"train {config.algo}", disable=not progress) as bar:
+            while steps < config.env_steps:
+                result = algo.train()
+                bar.update(sampled_env_steps(result) - steps)
+                steps = sampled_env_steps(result)
+                metrics = _iteration_metrics(result)
+                tracking.log_metrics(metrics, step=steps)
+        elapsed = time.perf_counter() - start
+        metrics.update(env_steps=steps, train_seconds=elapsed, env_steps_per_s=steps / elapsed)
+        checkpoint = Path(algo.save_to_path(str((out / CHECKPOINT_DIR).resolve())))
+        module = algo.get_module()
+        space = module.action_space
+        net = policy_net(module, space)
+        mu = anc_mu(simulator, config)
+        metadata = {
+            "algo": config.algo.value,
+            "simulator": str(simulator),
+            "behaviour": config.behaviour.value,
+            "anc": None if mu is None else {"rho": config.anc.rho, "mu": mu},
+            "env_steps": steps,
+        }
+        obs_dim = module.observation_space.shape[0]
+        exported = export_policy(net, out / POLICY_DIR, obs_dim, space.shape[0], metadata)
+    finally:
+        algo.stop()
+    return TrainResult(Path(exported.directory), checkpoint, metrics)
