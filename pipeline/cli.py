@@ -399,7 +399,7 @@ def evaluate(
         simulator, _policies(policy), out, eval_config, overwrite, progress
     )
     table = Table("policy", "R2P world day 0", "R2P simulator (MAIL)", title="evaluation")
-    for name, score in result.items():
+    for name, score in result["policies"].items():
         sim = score["simulator"]["mail"]["r2p"]
         table.add_row(name, f"{score['world']['0']['r2p']:.4f}", f"{sim:.4f}")
     console.print(table)

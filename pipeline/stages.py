@@ -128,12 +128,18 @@ def train(
     prepare_out(out, overwrite)
     ensure_ray()
     params = {"train": config.model_dump(mode="json"), "simulator": str(simulator)}
-    with tracking.run(f"train-{config.algo}", {**params, "out": str(out)}) as active:
+    with tracking.run(_train_run_name(config), {**params, "out": str(out)}) as active:
         result = train_policy(simulator, out, config, progress)
         tracking.log_metrics(result.metrics)
         tracking.log_artifacts(result.policy, POLICY_ARTIFACT)
         tracking.log_artifacts(result.checkpoint, "checkpoint")
     return result.metrics, f"runs:/{active.info.run_id}/{POLICY_ARTIFACT}"
+
+
+def _train_run_name(config: TrainConfig) -> str:
+    """train-trpo, train-trpo-anc, train-trpo-anc-bc, ...: what was trained, and where."""
+    anc = "" if config.anc is None else "-anc"
+    return f"train-{config.algo}{anc}-{config.behaviour}".removesuffix("-mail")
 
 
 def baseline(
@@ -172,7 +178,7 @@ def evaluate(
     policy in the world and the simulator; the report is the run's `report/` artifact."""
     from tqdm.auto import tqdm
 
-    from pipeline.evaluation.report import to_json, write_report
+    from pipeline.evaluation.report import write_report
     from pipeline.evaluation.scoring import RANDOM, Evaluation
     from pipeline.export.loader import load_policy
     from pipeline.simulator.checkpoint import resolve
@@ -189,9 +195,8 @@ def evaluate(
             for name, policy in tqdm(loaded.items(), desc="evaluate", disable=not progress)
         }
         header = {"simulator": simulator, **policies, "world seed": config.world_seed}
-        report = write_report(scores, out, header, z_value(config.confidence))
-        result = to_json(scores)
-        tracking.log_metrics(evaluation_metrics(result))
+        report, result = write_report(scores, out, header, z_value(config.confidence))
+        tracking.log_metrics(evaluation_metrics(result["policies"]))
         tracking.log_artifacts(out, REPORT_ARTIFACT)
     return result, report
 
@@ -222,15 +227,7 @@ def run_pipeline(config: RunConfig, progress: bool = True) -> dict:
         _, simulator = simulator_build(
             trajectories, work / "simulator", config.simulator, True, progress
         )
-        policies = {}
-        for name, update in _TRAININGS.items():
-            train_config = _updated(config.train, update)
-            _, policies[name] = train(simulator, work / name, train_config, True, progress)
-        for kind in ("sl1", "sl2"):
-            sl_config = _updated(config.supervised, {"kind": kind})
-            _, policies[kind] = baseline(trajectories, work / kind, sl_config, True, progress)
-        evaluation = config.evaluation.model_copy(update={"world_seed": config.generate.seed})
-        _, report = evaluate(simulator, policies, work / "report", evaluation, True, progress)
+        policies, _, report = train_and_evaluate(config, simulator, trajectories, work, progress)
         tracking.log_artifact(report)
         summary = {
             "mlflow_run_id": parent.info.run_id,
@@ -244,6 +241,23 @@ def run_pipeline(config: RunConfig, progress: bool = True) -> dict:
         }
         tracking.log_json(summary, "pipeline_summary.json")
     return summary
+
+
+def train_and_evaluate(
+    config: RunConfig, simulator: str, trajectories: Path, work: Path, progress: bool = True
+) -> tuple[dict[str, str], dict, Path]:
+    """The run's learning half: the three TRPO policies and SL1, SL2, then the evaluation in
+    the world of the logs. Returns the policies' URIs, the evaluation result and report.md."""
+    policies = {}
+    for name, update in _TRAININGS.items():
+        train_config = _updated(config.train, update)
+        _, policies[name] = train(simulator, work / name, train_config, True, progress)
+    for kind in ("sl1", "sl2"):
+        sl_config = _updated(config.supervised, {"kind": kind})
+        _, policies[kind] = baseline(trajectories, work / kind, sl_config, True, progress)
+    evaluation = _updated(config.evaluation, {"world_seed": config.generate.seed})
+    result, report = evaluate(simulator, policies, work / "report", evaluation, True, progress)
+    return policies, result, report
 
 
 # The run's policies (evaluation/report.py finds them by these names): TRPO without and with

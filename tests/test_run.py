@@ -51,34 +51,48 @@ def test_run_config_file_is_validated(cli, tmp_path):
 
 @pytest.mark.slow
 def test_ecomrl_run_end_to_end(tmp_path):
-    """The README's main command as a user runs it: embedded defaults, a fresh process and Ray."""
+    """The README's main command as a user runs it, on the quick profile: a fresh process and
+    Ray, every stage a child run of one parent, every output an artifact, the report written."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns.db'}"}
     ecomrl = Path(sys.executable).parent / "ecomrl"
+    work = tmp_path / "work"
     result = subprocess.run(
-        [str(ecomrl), "run", "--workdir", str(tmp_path / "work"), "--no-progress"],
+        [str(ecomrl), "run", "--profile", "quick", "--workdir", str(work), "--no-progress"],
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "rows_quarantined" in result.stdout
+    assert "report.md" in result.stdout
 
     import mlflow
 
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     runs = mlflow.search_runs(experiment_names=[tracking.EXPERIMENT])
     parent = runs[runs["tags.mlflow.runName"] == "pipeline"].iloc[0]
-    assert parent["params.run.generate.sessions"] == "20000"
+    assert parent["params.run.generate.sessions"] == "3000"  # the quick profile's
     children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
-    assert set(children["tags.mlflow.runName"]) == {"generate", "ingest"}
-    ingest = children[children["tags.mlflow.runName"] == "ingest"].iloc[0]
-    generated = children[children["tags.mlflow.runName"] == "generate"].iloc[0]
+    by_name = {row["tags.mlflow.runName"]: row for _, row in children.iterrows()}
+    assert set(by_name) == {
+        "generate", "ingest", "simulator-build", "train-trpo", "train-trpo-anc",
+        "train-trpo-anc-bc", "baseline-sl1", "baseline-sl2", "evaluate",
+    }  # fmt: skip
+    ingest, generated = by_name["ingest"], by_name["generate"]
     assert ingest["metrics.rows_read"] == generated["metrics.page_views"]
-    accepted, quarantined = ingest["metrics.rows_accepted"], ingest["metrics.rows_quarantined"]
-    assert ingest["metrics.rows_read"] == accepted + quarantined
-    assert quarantined == 0  # the world writes clean logs
-    assert (tmp_path / "work/trajectories/engine_transitions").is_dir()
+    assert ingest["metrics.rows_quarantined"] == 0  # the world writes clean logs
+    client = mlflow.MlflowClient()
+
+    def artifacts(run, path=None) -> set[str]:
+        return {Path(a.path).name for a in client.list_artifacts(run["run_id"], path)}
+
+    assert "manifest.json" in artifacts(by_name["simulator-build"], "simulator")
+    for name in ("train-trpo-anc", "baseline-sl1"):
+        assert {"policy.pt", "policy.json"} <= artifacts(by_name[name], "policy")
+    assert {"report.md", "evaluation.json"} <= artifacts(by_name["evaluate"], "report")
+    assert "report.md" in artifacts(parent)
+    report = (work / "report" / "report.md").read_text()
+    assert "## The paper's claims, checked" in report and "Table 2" in report
 
 
 def test_run_config_defaults_and_overrides(tmp_path):

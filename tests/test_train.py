@@ -36,6 +36,7 @@ def tiny_config(path: Path, algo: str, **extra) -> Path:
         "env_steps": 256,
         "num_envs_per_env_runner": 16,
         "hidden": [16],
+        "initial_action_std": 0.1,
         "settings": TINY[algo],
         **extra,
     }
@@ -98,8 +99,10 @@ def test_evaluate_scores_every_policy_in_world_and_simulator(cli, simulator, tmp
     )
     assert code == 0, err
     assert "trpo_anc" in stdout
-    result = json.loads((out / "evaluation.json").read_text())
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    result = evaluation["policies"]
     assert set(result) == {"random", *names}
+    assert len(evaluation["claims"]) == 5
     for score in result.values():
         assert set(score["world"]) == {"0", "1", "7", "30"}
         assert set(score["simulator"]) == {"mail", "bc"}

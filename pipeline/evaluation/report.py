@@ -90,7 +90,7 @@ class _Report:
         return self.s[name].simulator[behaviour].r2p
 
     def claim(self, text: str, holds: bool, numbers: str) -> None:
-        self.claims.append(f"- **{'holds' if holds else 'does not hold'}**: {text} ({numbers})")
+        self.claims.append({"claim": text, "holds": bool(holds), "numbers": numbers})
 
     def policies(self) -> None:
         rows = [
@@ -252,8 +252,11 @@ def _plot_policies(scores: dict[str, PolicyScore]):
     return fig
 
 
-def write_report(scores: dict[str, PolicyScore], out: Path, header: dict, z: float) -> Path:
-    """report.md, evaluation.json and the plots in `out`; returns report.md's path."""
+def write_report(
+    scores: dict[str, PolicyScore], out: Path, header: dict, z: float
+) -> tuple[Path, dict]:
+    """report.md, evaluation.json and the plots in `out`; returns report.md's path and the
+    result ({"policies": per policy scores, "claims": the paper's claims checked})."""
     report = _Report(scores, z)
     report.policies()
     report.anc()
@@ -269,10 +272,16 @@ def write_report(scores: dict[str, PolicyScore], out: Path, header: dict, z: flo
         "customers.",
         "",
     ]
-    claims = ["## The paper's claims, checked", "", *report.claims, ""] if report.claims else []
+    claims = [
+        f"- **{'holds' if c['holds'] else 'does not hold'}**: {c['claim']} ({c['numbers']})"
+        for c in report.claims
+    ]
+    if claims:
+        claims = ["## The paper's claims, checked", "", *claims, ""]
     (out / "report.md").write_text("\n".join([*intro, *claims, *report.lines]))
-    (out / "evaluation.json").write_text(json.dumps(to_json(scores), indent=2))
+    result = {"policies": to_json(scores), "claims": report.claims}
+    (out / "evaluation.json").write_text(json.dumps(result, indent=2))
     for name, fig in report.figures.items():
         fig.savefig(out / name, dpi=120)
         plt.close(fig)
-    return out / "report.md"
+    return out / "report.md", result

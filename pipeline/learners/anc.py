@@ -44,6 +44,11 @@ def anc_reward(reward: np.ndarray, action: np.ndarray, rho: float, mu: float) ->
     return (reward / (1.0 + rho * excess)).astype(np.asarray(reward).dtype, copy=False)
 
 
+def _taken(action, space: gym.spaces.Box) -> np.ndarray:
+    """The action as the env applies it: clipped to its Box (envs clip what learners emit)."""
+    return np.clip(np.asarray(action, np.float32), space.low, space.high)
+
+
 class AncWrapper(gym.Wrapper):
     """A single env with eq. 3's rewards."""
 
@@ -53,7 +58,8 @@ class AncWrapper(gym.Wrapper):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        shaped = anc_reward(np.float64(reward), np.asarray(action, np.float64), self.rho, self.mu)
+        taken = _taken(action, self.env.action_space)
+        shaped = anc_reward(np.float64(reward), taken.astype(np.float64), self.rho, self.mu)
         return obs, float(shaped), terminated, truncated, info
 
 
@@ -66,7 +72,9 @@ class AncVectorWrapper(gym.vector.VectorWrapper):
 
     def step(self, actions):
         obs, rewards, terminated, truncated, info = self.env.step(actions)
-        shaped = anc_reward(rewards, np.asarray(actions, np.float32), self.rho, self.mu)
+        shaped = anc_reward(
+            rewards, _taken(actions, self.env.single_action_space), self.rho, self.mu
+        )
         return obs, shaped, terminated, truncated, info
 
 

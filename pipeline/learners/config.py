@@ -31,6 +31,12 @@ class TrainConfig(BaseModel):
     num_learners: int = Field(0, ge=0, description="remote learners (0: in the driver)")
     num_gpus_per_learner: float = Field(0, ge=0)
     hidden: tuple[int, ...] = Field((64, 64), description="hidden layers of every network")
+    initial_action_std: float | None = Field(
+        None,
+        gt=0,
+        description="PPO/TRPO: the Gaussian policy's starting std per action dimension; "
+        "default: the logged actions' scale (median norm / sqrt(action_dim))",
+    )
     seed: int = Field(0, ge=0)
     settings: dict[str, Any] = Field(
         default_factory=dict, description="RLlib .training() settings of the learner"

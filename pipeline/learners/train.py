@@ -3,10 +3,13 @@ then save the RLlib checkpoint and export the policy (pipeline/export) for deplo
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from ray.rllib.core import DEFAULT_MODULE_ID
 from tqdm.auto import tqdm
 
 from pipeline import tracking
@@ -18,6 +21,7 @@ from pipeline.simulator.checkpoint import load_simulator
 from rllib_envs import ENV_ID
 
 CHECKPOINT_DIR = "checkpoint"
+LOGGED_MEDIAN_NORM_METRIC = "logged_action_norm.p50"
 POLICY_DIR = "policy"
 
 
@@ -40,10 +44,44 @@ def anc_mu(simulator: str, config: TrainConfig) -> float | None:
     return metrics[LOGGED_NORM_METRIC]
 
 
+def initial_action_std(simulator: str, config: TrainConfig) -> float:
+    """Where a Gaussian policy starts exploring: as configured, else at the scale of the logged
+    actions. RLlib starts at std 1 per dimension, an action norm of ~sqrt(action_dim) = 5 here,
+    ten times the logged norms: the first iterations would then explore (and, under ANC, be
+    penalised) almost only where the simulator has seen no data."""
+    if config.initial_action_std is not None:
+        return config.initial_action_std
+    manifest = load_simulator(simulator).manifest
+    median = manifest.metrics.get(LOGGED_MEDIAN_NORM_METRIC)
+    if median is None:
+        raise UserError(f"{simulator}: the manifest has no {LOGGED_MEDIAN_NORM_METRIC}; "
+                        "set initial_action_std")  # fmt: skip
+    return median / math.sqrt(manifest.action_dim)
+
+
 def _model_config(algo: Algo, hidden: tuple[int, ...]) -> dict:
     if algo is Algo.DDPG:
         return {"actor_hidden": list(hidden), "critic_hidden": list(hidden)}
     return {"fcnet_hiddens": list(hidden), "fcnet_activation": "tanh"}
+
+
+def _start_std(algo, std: float) -> None:
+    """Start every learner's Gaussian at `std`: the policy head's output layer emits
+    [mean | log_std], so its log-std rows get weight 0 and bias log(std). Then sync."""
+    log_std = math.log(std)
+
+    def set_log_std(learner) -> None:
+        head = learner.module[DEFAULT_MODULE_ID].pi
+        output = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1]
+        half = output.out_features // 2
+        with torch.no_grad():
+            output.weight[half:].zero_()
+            output.bias[half:].fill_(log_std)
+
+    algo.learner_group.foreach_learner(set_log_std)
+    algo.env_runner_group.sync_weights(
+        from_worker_or_learner_group=algo.learner_group, inference_only=True
+    )
 
 
 def rllib_config(simulator: str, config: TrainConfig):
@@ -64,7 +102,10 @@ def rllib_config(simulator: str, config: TrainConfig):
     if mu is not None:
         env, env_config = anc_environment(ENV_ID, env_config, config.anc.rho, mu)
     return (
-        algo_config.environment(env, env_config=env_config)
+        # The env clips actions to its Box in one vectorised op (rllib_envs/virtual_taobao.py).
+        algo_config.environment(
+            env, env_config=env_config, normalize_actions=False, clip_actions=False
+        )
         .env_runners(
             num_env_runners=config.num_env_runners,
             num_envs_per_env_runner=config.num_envs_per_env_runner,
@@ -106,6 +147,8 @@ def train_policy(
 
     algo = rllib_config(simulator, config).build_algo()
     try:
+        if config.algo is not Algo.DDPG:  # DDPG explores by its own exploration_sigma
+            _start_std(algo, initial_action_std(simulator, config))
         start, steps, metrics = time.perf_counter(), 0, {}
         with tqdm(total=config.env_steps, desc=f"train {config.algo}", disable=not progress) as bar:
             while steps < config.env_steps:

@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 
 from pipeline import tracking
 from pipeline.logs.schema import LogSpec
-from pipeline.simulator.config import MailConfig, PolicyLearner, SimulatorConfig
+from pipeline.simulator.config import MailConfig, MailCustomers, PolicyLearner, SimulatorConfig
 from pipeline.simulator.customers import CustomerCodec
 from pipeline.simulator.data import BUY, TrainingData, open_training_data
 from pipeline.simulator.mail_env import MailVectorEnv
@@ -353,6 +353,12 @@ def mail_config(
         "generator": generator_path,
         "seed": seed,
     }
+    if config.customers is MailCustomers.LOGGED:
+        env_config["logged_customers"] = {
+            "root": str(data.root),
+            "scenario": scenario,
+            "time_slice": time_slice,
+        }
     return (
         MAILConfig()
         .environment(MailVectorEnv, env_config=env_config, normalize_actions=False)

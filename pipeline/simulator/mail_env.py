@@ -17,6 +17,7 @@ Autoreset follows gymnasium's NEXT_STEP mode, which RLlib's env runners use.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 import gymnasium as gym
@@ -26,7 +27,13 @@ from gymnasium.vector.utils import batch_space
 
 from pipeline.logs.schema import LogSpec
 from pipeline.simulator.customers import CustomerCodec
-from pipeline.simulator.sessions import CustomerArrivals, Sessions, engine_observation_space
+from pipeline.simulator.data import open_training_data
+from pipeline.simulator.sessions import (
+    CustomerArrivals,
+    LoggedArrivals,
+    Sessions,
+    engine_observation_space,
+)
 from pipeline.simulator.weights import load_module
 
 
@@ -45,7 +52,8 @@ def joint_action_space(spec: LogSpec) -> gym.spaces.Tuple:
 class MailVectorEnv(gym.vector.VectorEnv):
     """`num_envs` customers at once. RLlib builds it with gym_env_vectorize_mode=
     "vector_entry_point", adding "num_envs" to the env_config. env_config: generator (path of
-    the GAN-SD weights), spec and codec (JSON), seed, customer_pool."""
+    the GAN-SD weights), spec and codec (JSON), seed, customer_pool; logged_customers to start
+    sessions from the logged customers instead (MailConfig.customers)."""
 
     metadata: ClassVar[dict] = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
@@ -57,7 +65,20 @@ class MailVectorEnv(gym.vector.VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._rng = torch.Generator().manual_seed(int(config.get("seed", 0)))
-        arrivals = CustomerArrivals(
+        self._sessions = Sessions(self.log_spec, self._arrivals(config), self.num_envs)
+        self._restart = torch.zeros(self.num_envs, dtype=torch.bool)
+
+    def _arrivals(self, config: dict) -> CustomerArrivals | LoggedArrivals:
+        """GAN-SD's customers, or the logged ones when config["logged_customers"] names the
+        ingested data ({"root", "scenario", "time_slice"})."""
+        logged = config.get("logged_customers")
+        if logged:
+            data = open_training_data(Path(logged["root"]))
+            customers, _ = data.customers(logged["scenario"], logged["time_slice"])
+            zeros = np.zeros(len(customers.query))
+            obs = torch.as_tensor(customers.observation(self.log_spec, zeros, zeros))
+            return LoggedArrivals(obs, self._rng)
+        return CustomerArrivals(
             self.log_spec,
             CustomerCodec.from_json(config["codec"]),
             load_module(config["generator"]),
@@ -65,8 +86,6 @@ class MailVectorEnv(gym.vector.VectorEnv):
             self._rng,
             torch.device("cpu"),
         )
-        self._sessions = Sessions(self.log_spec, arrivals, self.num_envs)
-        self._restart = torch.zeros(self.num_envs, dtype=torch.bool)
 
     def reset(self, *, seed=None, options=None):
         if seed is not None:

@@ -102,6 +102,19 @@ class CustomerArrivals:
         self.cursor = 0
 
 
+class LoggedArrivals:
+    """First-page observations drawn uniformly, with replacement, from logged customers."""
+
+    def __init__(self, obs: torch.Tensor, rng: torch.Generator):
+        self.obs, self.rng, self.device = obs, rng, obs.device
+
+    def discard(self) -> None:
+        """Nothing is pooled: the generator's state alone fixes the draws."""
+
+    def draw(self, count: int) -> torch.Tensor:
+        return self.obs[torch.randint(len(self.obs), (count,), generator=self.rng)]
+
+
 class Sessions:
     """`num_envs` sessions: observations, page indices, and T^c applied to a customer reply."""
 
