@@ -52,6 +52,8 @@ console = Console()
 
 def _print_summary(title: str, summary: dict) -> None:
     table = Table(title=title, show_header=False)
+    table.add_column()
+    table.add_column(overflow="fold")  # paths and URIs whole, wrapped, never cut with "…"
     for key, value in summary.items():
         table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
     console.print(table)

@@ -64,7 +64,7 @@ def test_ecomrl_run_end_to_end(tmp_path):
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "report.md" in result.stdout
+    assert "trpo_anc" in result.stdout and "runs:/" in result.stdout
 
     import mlflow
 
