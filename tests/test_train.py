@@ -72,6 +72,12 @@ def test_train_settings_and_anc_errors(cli, simulator, tmp_path):
     assert code == 2 and "logged_action_norm.p90" in err and "anc.mu" in err
     code, _, err = cli("train", simulator, "--out", tmp_path / "c", "--algo", "a2c")
     assert code == 2 and "a2c" in err
+    # Nor has it the logged norms the Gaussian's starting std defaults to.
+    config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()),
+                                      "initial_action_std": None}))  # fmt: skip
+    code, _, err = cli("train", simulator, "--out", tmp_path / "d", "--config", config,
+                       "--anc-mu", "0.5")  # fmt: skip
+    assert code == 2 and "logged_action_norm.p50" in err and "initial_action_std" in err
 
 
 class _Scaled(torch.nn.Module):

@@ -145,10 +145,13 @@ def train_policy(
     """Train until `config.env_steps` env steps are sampled; checkpoint and export to `out`."""
     from pipeline.export import export_policy, policy_net
 
-    algo = rllib_config(simulator, config).build_algo()
+    algo_config = rllib_config(simulator, config)
+    # DDPG explores by its own exploration_sigma; the others start at the logged scale.
+    std = None if config.algo is Algo.DDPG else initial_action_std(simulator, config)
+    algo = algo_config.build_algo()
     try:
-        if config.algo is not Algo.DDPG:  # DDPG explores by its own exploration_sigma
-            _start_std(algo, initial_action_std(simulator, config))
+        if std is not None:
+            _start_std(algo, std)
         start, steps, metrics = time.perf_counter(), 0, {}
         with tqdm(total=config.env_steps, desc=f"train {config.algo}", disable=not progress) as bar:
             while steps < config.env_steps:
@@ -169,6 +172,7 @@ def train_policy(
             "simulator": str(simulator),
             "behaviour": config.behaviour.value,
             "anc": None if mu is None else {"rho": config.anc.rho, "mu": mu},
+            "initial_action_std": std,
             "env_steps": steps,
         }
         obs_dim = module.observation_space.shape[0]
