@@ -24,7 +24,7 @@ import ray
 from pipeline.learners.anc import AncConfig
 from pipeline.learners.config import TrainConfig
 from pipeline.learners.registry import Algo
-from pipeline.learners.train import rllib_config, sampled_env_steps
+from pipeline.learners.train import rllib_config, sampled_env_steps, training_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from simulator_factory import random_simulator
@@ -33,7 +33,7 @@ TARGET_PPO = 5000
 
 
 def steps_per_second(simulator: str, config: TrainConfig, seconds: float) -> dict[str, float]:
-    algo = rllib_config(simulator, config).build_algo()
+    algo = rllib_config(training_config(config), simulator, config, config.anc.mu).build_algo()
     try:
         before = sampled_env_steps(algo.train())  # warm-up: first samples, compiled paths, buffers
         start, iterations = time.perf_counter(), 0

@@ -45,8 +45,8 @@ class Evaluation:
     """The world of the logs and a simulator; `score` deploys one policy in both."""
 
     def __init__(self, simulator: str | Path, config: EvaluationConfig):
-        self.simulator, self.config = simulator, config
-        self.spec = load_simulator(simulator).spec
+        self.simulator, self.config = load_simulator(simulator), config  # read (downloaded) once
+        self.spec = self.simulator.spec
         self.world = World(self.spec, seed=config.world_seed)
 
     def random_policy(self) -> Policy:

@@ -32,31 +32,40 @@ class TrainResult:
     metrics: dict[str, float]
 
 
-def anc_mu(simulator: str, config: TrainConfig) -> float | None:
-    """mu of eq. 3: as configured, else the logged action norms' p90 from the manifest."""
-    if config.anc is None:
-        return None
-    if config.anc.mu is not None:
-        return config.anc.mu
-    metrics = load_simulator(simulator).manifest.metrics
-    if LOGGED_NORM_METRIC not in metrics:
-        raise UserError(f"{simulator}: the manifest has no {LOGGED_NORM_METRIC}; set anc.mu")
-    return metrics[LOGGED_NORM_METRIC]
+@dataclass(frozen=True)
+class ManifestDefaults:
+    """The settings that default to the logged actions' scale, resolved from one manifest read
+    (a `runs:/` simulator is downloaded for it)."""
+
+    mu: float | None  # ANC's mu; None trains without ANC
+    initial_action_std: float | None  # the Gaussian's starting std; None for DDPG
 
 
-def initial_action_std(simulator: str, config: TrainConfig) -> float:
-    """Where a Gaussian policy starts exploring: as configured, else at the scale of the logged
-    actions. RLlib starts at std 1 per dimension, an action norm of ~sqrt(action_dim) = 5 here,
-    ten times the logged norms: the first iterations would then explore (and, under ANC, be
-    penalised) almost only where the simulator has seen no data."""
-    if config.initial_action_std is not None:
-        return config.initial_action_std
-    manifest = load_simulator(simulator).manifest
-    median = manifest.metrics.get(LOGGED_MEDIAN_NORM_METRIC)
-    if median is None:
-        raise UserError(f"{simulator}: the manifest has no {LOGGED_MEDIAN_NORM_METRIC}; "
-                        "set initial_action_std")  # fmt: skip
-    return median / math.sqrt(manifest.action_dim)
+def manifest_defaults(simulator: str, config: TrainConfig) -> ManifestDefaults:
+    """mu of eq. 3: as configured, else the logged action norms' p90. The starting std of a
+    Gaussian policy (PPO, TRPO): as configured, else the logged actions' per-dimension scale,
+    their median norm / sqrt(action_dim). RLlib starts at std 1 per dimension, an action norm
+    of ~sqrt(action_dim) = 5 here, ten times the logged norms: the first iterations would then
+    explore (and, under ANC, be penalised) almost only where the simulator has seen no data."""
+    mu = None if config.anc is None else config.anc.mu
+    std = None if config.algo is Algo.DDPG else config.initial_action_std
+    need_mu = config.anc is not None and mu is None
+    need_std = config.algo is not Algo.DDPG and std is None
+    if need_mu or need_std:
+        manifest = load_simulator(simulator).manifest
+        if need_mu:
+            mu = _logged(simulator, manifest.metrics, LOGGED_NORM_METRIC, "anc.mu")
+        if need_std:
+            median = _logged(simulator, manifest.metrics, LOGGED_MEDIAN_NORM_METRIC,
+                             "initial_action_std")  # fmt: skip
+            std = median / math.sqrt(manifest.action_dim)
+    return ManifestDefaults(mu, std)
+
+
+def _logged(simulator: str, metrics: dict[str, float], name: str, setting: str) -> float:
+    if name not in metrics:
+        raise UserError(f"{simulator}: the manifest has no {name}; set {setting}")
+    return metrics[name]
 
 
 def _model_config(algo: Algo, hidden: tuple[int, ...]) -> dict:
@@ -84,22 +93,27 @@ def _start_std(algo, std: float) -> None:
     )
 
 
-def rllib_config(simulator: str, config: TrainConfig):
-    """The RLlib AlgorithmConfig of one training run in `simulator`."""
+def training_config(config: TrainConfig):
+    """The learner's RLlib config with `config.settings` applied: an unknown setting is an
+    error here, before a simulator is read or anything built."""
+    algo_config = algorithm_config(config.algo)
+    try:
+        return algo_config.training(**config.settings)
+    except TypeError as exc:
+        raise UserError(f"settings for {config.algo}: {exc}") from exc
+
+
+def rllib_config(algo_config, simulator: str, config: TrainConfig, mu: float | None):
+    """`algo_config` (from `training_config`) set up for one training run in `simulator`,
+    under ANC with `mu` unless `config.anc` is None."""
     env_config = {
         "simulator": str(simulator),
         "behaviour": config.behaviour.value,
         "reward": config.reward.value,
         "seed": config.seed,
     }
-    algo_config = algorithm_config(config.algo)
-    try:
-        algo_config.training(**config.settings)
-    except TypeError as exc:
-        raise UserError(f"settings for {config.algo}: {exc}") from exc
     env = ENV_ID
-    mu = anc_mu(simulator, config)
-    if mu is not None:
+    if config.anc is not None:
         env, env_config = anc_environment(ENV_ID, env_config, config.anc.rho, mu)
     return (
         # The env clips actions to its Box in one vectorised op (rllib_envs/virtual_taobao.py).
@@ -127,7 +141,7 @@ def _iteration_metrics(result: dict) -> dict[str, float]:
     if EPISODE_RETURN_MEAN in runners:
         out["episode_return_mean"] = float(runners[EPISODE_RETURN_MEAN])
         out["episode_len_mean"] = float(runners.get("episode_len_mean", float("nan")))
-    for name, value in result.get(LEARNER_RESULTS, {}).get("default_policy", {}).items():
+    for name, value in result.get(LEARNER_RESULTS, {}).get(DEFAULT_MODULE_ID, {}).items():
         if isinstance(value, int | float):
             out[f"learner.{name}"] = float(value)
     return out
@@ -145,13 +159,12 @@ def train_policy(
     """Train until `config.env_steps` env steps are sampled; checkpoint and export to `out`."""
     from pipeline.export import export_policy, policy_net
 
-    algo_config = rllib_config(simulator, config)
-    # DDPG explores by its own exploration_sigma; the others start at the logged scale.
-    std = None if config.algo is Algo.DDPG else initial_action_std(simulator, config)
-    algo = algo_config.build_algo()
+    algo_config = training_config(config)
+    defaults = manifest_defaults(simulator, config)
+    algo = rllib_config(algo_config, simulator, config, defaults.mu).build_algo()
     try:
-        if std is not None:
-            _start_std(algo, std)
+        if defaults.initial_action_std is not None:  # DDPG explores by exploration_sigma
+            _start_std(algo, defaults.initial_action_std)
         start, steps, metrics = time.perf_counter(), 0, {}
         with tqdm(total=config.env_steps, desc=f"train {config.algo}", disable=not progress) as bar:
             while steps < config.env_steps:
@@ -166,13 +179,13 @@ def train_policy(
         module = algo.get_module()
         space = module.action_space
         net = policy_net(module, space)
-        mu = anc_mu(simulator, config)
+        mu = defaults.mu
         metadata = {
             "algo": config.algo.value,
             "simulator": str(simulator),
             "behaviour": config.behaviour.value,
             "anc": None if mu is None else {"rho": config.anc.rho, "mu": mu},
-            "initial_action_std": std,
+            "initial_action_std": defaults.initial_action_std,
             "env_steps": steps,
         }
         obs_dim = module.observation_space.shape[0]

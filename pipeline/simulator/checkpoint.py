@@ -93,7 +93,7 @@ def resolve(location: str | Path) -> Path:
         try:
             return Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
         except Exception as exc:  # MLflow raises several unrelated types for a bad URI
-            raise UserError(f"{text}: cannot download the simulator ({exc})") from exc
+            raise UserError(f"{text}: cannot download it from MLflow ({exc})") from exc
     return Path(location)
 
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from pipeline.simulator.checkpoint import load_simulator
+from pipeline.simulator.checkpoint import Simulator
 from pipeline.simulator.config import Behaviour
 from pipeline.simulator.data import BUY
 from pipeline.simulator.sessions import Sessions
@@ -43,7 +42,7 @@ class _GivenCustomers:
 
 @torch.inference_mode()
 def simulate(
-    simulator: str | Path,
+    sim: Simulator,
     behaviour: Behaviour,
     policy: Callable[[np.ndarray], np.ndarray],
     customers: np.ndarray,
@@ -51,8 +50,8 @@ def simulate(
     confidence: float = 0.95,
 ) -> SimulatedDeployment:
     """One session per row of `customers` (first-page observations, n = 0) under `policy`
-    (obs (B, obs_dim) float32 -> actions (B, action_dim)); all sessions stepped together."""
-    sim = load_simulator(simulator)
+    (obs (B, obs_dim) float32 -> actions (B, action_dim)) in the loaded simulator `sim`; all
+    sessions stepped together."""
     customer = sim.customer_policy(behaviour)
     rng = torch.Generator().manual_seed(seed)
     n = len(customers)
