@@ -58,6 +58,12 @@ class IngestConfig(_Config):
         ge=1_000,
         description="page views grouped per sessionising task; bounds each task's memory",
     )
+    rerank_k: int = Field(
+        17,
+        ge=1,
+        description="k: positions shown per re-ranking request; a request with fewer than k "
+        "candidates or a shown_order of another length is quarantined",
+    )
     overwrite: bool = Field(False, description="replace an existing output directory")
 
 
@@ -115,12 +121,12 @@ def help_of(model: type[BaseModel], field: str) -> str:
     return model.model_fields[field].description or ""
 
 
-def _merge(base: dict, update: dict) -> dict:
+def merge_settings(base: dict, update: dict) -> dict:
     """`base` updated from `update`, recursively; None in `update` means "not given"."""
     merged = dict(base)
     for key, value in update.items():
         if isinstance(value, dict):
-            merged[key] = _merge(merged.get(key) or {}, value)
+            merged[key] = merge_settings(merged.get(key) or {}, value)
         elif value is not None:
             merged[key] = value
     return merged
@@ -148,7 +154,7 @@ def load_config(
             raise UserError(f"{path}: not valid YAML ({exc})") from exc
         if not isinstance(data, dict):
             raise UserError(f"{path}: expected a mapping at the top level")
-    data = _merge(_merge(base or {}, data), overrides or {})
+    data = merge_settings(merge_settings(base or {}, data), overrides or {})
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -1,5 +1,17 @@
 """Errors a user can fix: the CLI prints them as one line and exits non-zero (no traceback)."""
 
+from pydantic import ValidationError
+
 
 class UserError(Exception):
     """Bad input or bad configuration: the message names what is wrong and where."""
+
+
+def describe(exc: ValidationError) -> str:
+    """A pydantic error as one line: `where: what (got value)` per problem."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(map(str, error["loc"])) or "config"
+        got = "" if error["type"] == "missing" else f" (got {error['input']!r})"
+        parts.append(f"{where}: {error['msg']}{got}")
+    return "; ".join(parts)

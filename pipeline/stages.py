@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel
 
@@ -19,6 +19,9 @@ from pipeline.logs.schema import LogSpec
 from pipeline.paths import prepare_out
 from pipeline.simulator.checkpoint import Manifest
 from pipeline.simulator.config import FidelityConfig, SimulatorConfig
+
+if TYPE_CHECKING:
+    from pipeline.rerank.config import RerankConfig
 
 M = TypeVar("M", bound=BaseModel)
 SIMULATOR_ARTIFACT = "simulator"
@@ -275,3 +278,51 @@ OVERWRITE = {"overwrite": True}
 def _updated(config: M, update: dict) -> M:
     """`config` with `update`, validated (model_copy would keep strings for enums)."""
     return type(config).model_validate({**config.model_dump(), **update})
+
+
+def rerank_train(
+    ingested: Path, out: Path, config: RerankConfig, overwrite: bool = False, progress: bool = True
+) -> dict:
+    """The re-ranking study: the evaluators on the logged lists, then every run's generator on
+    `ReRank-v0`; one MLflow run with a child run per model. Returns the final metrics."""
+    from pipeline.ray_runtime import ensure_ray
+    from pipeline.rerank import train as rerank
+
+    split = rerank.split_requests(ingested, config)  # bad data fails before anything is built
+    prepare_out(out, overwrite)
+    ensure_ray()
+    params = {"rerank": config.model_dump(mode="json"), "ingested": str(ingested), "out": str(out)}
+    with tracking.run("rerank-train", params):
+        with tracking.run("rerank-evaluators"):
+            evaluators = rerank.train_evaluators(split, out, config, progress)
+            tracking.log_artifacts(out / rerank.EVALUATORS_DIR, "evaluators")
+        rerank.write_study(out, ingested, config)
+        tracking.log_artifact(out / rerank.STUDY_FILE)
+        finals = {}
+        for name in config.runs:
+            with tracking.run(f"rerank-{name}", {"run": config.run(name).model_dump(mode="json")}):
+                finals[name] = rerank.train_generator(ingested, out, name, config, split, progress)
+                tracking.log_metrics({f"final.{k}": v for k, v in finals[name].items()})
+                tracking.log_artifacts(out / rerank.RUNS_DIR / name, "generator")
+    return {"evaluators": evaluators, "runs": finals}
+
+
+def rerank_evaluate(out: Path, world_seed: int) -> tuple[dict, Path]:
+    """Every generator of the study under `out` against the logged order, by the evaluator and
+    by the world's truth; report.md and plots under out/report, logged to MLflow."""
+    from pipeline.evaluation.rerank import evaluate_study
+    from pipeline.evaluation.rerank_report import write_report
+
+    with tracking.run("rerank-evaluate", {"out": str(out), "world_seed": world_seed}):
+        result = evaluate_study(out, world_seed)
+        report = write_report(result, out / "report")
+        for name, run in result["runs"].items():
+            for size, values in run["by_size"].items():
+                tracking.log_metrics(
+                    {
+                        f"{name}.n{size}.bp": values["bp"],
+                        f"{name}.n{size}.true_pay_gain": values["true_pay"]["gain"],
+                    }
+                )
+        tracking.log_artifacts(out / "report", "report")
+    return result, report

@@ -31,7 +31,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, describe
 from pipeline.logs.schema import RewardColumn
 from pipeline.simulator.checkpoint import load_simulator
 from pipeline.simulator.config import Behaviour
@@ -71,16 +71,7 @@ class VirtualTaobaoConfig(BaseModel):
         try:
             return cls.model_validate(dict(config))
         except ValidationError as exc:
-            raise UserError(f"{ENV_ID} env_config: {_describe(exc)}") from exc
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        where = ".".join(map(str, error["loc"])) or "config"
-        got = "" if error["type"] == "missing" else f" (got {error['input']!r})"
-        parts.append(f"{where}: {error['msg']}{got}")
-    return "; ".join(parts)
+            raise UserError(f"{ENV_ID} env_config: {describe(exc)}") from exc
 
 
 class _Simulation:

@@ -1,4 +1,5 @@
-"""Hand-made, contract-valid page views for ingestion tests (independent of the world)."""
+"""Hand-made, contract-valid page views and re-ranking requests for ingestion tests
+(independent of the world)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.logs.schema import LogSpec, page_views_schema
+from pipeline.logs.schema import LogSpec, page_views_schema, rerank_lists_schema
 
 SPEC = LogSpec()
 
@@ -60,6 +61,71 @@ def write(
     row_group_size: int | None = None,
 ) -> Path:
     path = root / "page_views" / f"date={date.isoformat()}" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return path
+
+
+def rerank_lists(
+    requests: int,
+    n: int | tuple[int, ...] = 20,
+    k: int = 17,
+    seed: int = 0,
+    first_request: int = 0,
+) -> pa.Table:
+    """`requests` contract-valid re-ranking requests (ids from `first_request` on): n candidates
+    each (a tuple of sizes is cycled over the requests), distinct item ids, positive prices, k
+    distinct candidates shown, 0/1 click and pay labels (a pay only on a clicked position)."""
+    rng = np.random.default_rng(seed)
+    sizes = np.resize(np.atleast_1d(np.asarray(n, dtype=np.int64)), requests)
+    offsets = pa.array(np.concatenate(([0], np.cumsum(sizes))), pa.int32())
+    shown_offsets = pa.array(np.arange(requests + 1, dtype=np.int32) * k)
+    ids = np.concatenate([rng.choice(100_000, size, replace=False) for size in sizes])
+    shown = np.concatenate([rng.permutation(size)[:k] for size in sizes])
+    clicks = (rng.random(requests * k) < 0.2).astype(np.int8)
+    pays = (clicks & (rng.random(requests * k) < 0.3)).astype(np.int8)
+    attrs = np.stack([rng.integers(0, c, requests) for c in SPEC.attr_cardinalities], axis=1)
+    request = first_request + np.arange(requests, dtype=np.int64)
+    base = np.datetime64("2026-01-01T08:00:00", "ms")
+    schema = rerank_lists_schema(SPEC)
+    dim = SPEC.rerank_feature_dim
+    features = rng.normal(size=int(sizes.sum()) * dim).astype(np.float32)
+    columns = {
+        "request_id": pa.array(request),
+        "session_id": pa.array(request),
+        "user_id": pa.array(request // 2 + 1000),
+        "ts": pa.array(base + (request * 60_000).astype("timedelta64[ms]")).cast(
+            schema.field("ts").type
+        ),
+        "scenario": pa.array(["main_search"] * requests),
+        "query_category": pa.array(rng.integers(0, SPEC.n_query_categories, requests), pa.int16()),
+        "customer_attrs": pa.array(
+            list(attrs.astype(np.int16)), schema.field("customer_attrs").type
+        ),
+        "candidate_item_ids": pa.ListArray.from_arrays(offsets, pa.array(ids, pa.int64())),
+        "candidate_features": pa.ListArray.from_arrays(
+            offsets, pa.FixedSizeListArray.from_arrays(pa.array(features), dim)
+        ),
+        "candidate_prices": pa.ListArray.from_arrays(
+            offsets, pa.array(rng.uniform(1, 100, int(sizes.sum())).astype(np.float32))
+        ),
+        "shown_order": pa.ListArray.from_arrays(shown_offsets, pa.array(shown, pa.int16())),
+        "click_labels": pa.ListArray.from_arrays(shown_offsets, pa.array(clicks)),
+        "pay_labels": pa.ListArray.from_arrays(shown_offsets, pa.array(pays)),
+    }
+    arrays = [columns[f.name].cast(f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def write_rerank(
+    table: pa.Table,
+    root: Path,
+    date: datetime.date = datetime.date(2026, 1, 1),
+    name: str = "part-00000.parquet",
+    row_group_size: int | None = None,
+) -> Path:
+    """Like `write`, into the `rerank_lists` table of the dataset at `root`."""
+    path = root / "rerank_lists" / f"date={date.isoformat()}" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, row_group_size=row_group_size)
     return path

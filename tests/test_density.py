@@ -21,7 +21,7 @@ from pipeline.simulator.config import (
 from pipeline.simulator.customers import CustomerCodec, Customers
 from pipeline.simulator.density import DensityKind, fit_density, sample_customers
 from pipeline.simulator.networks import CustomerGenerator
-from pipeline.simulator.weights import load_module, save_module
+from pipeline.weights import load_module, save_module
 
 ATTR = np.array([0.7, 0.2, 0.1])
 QUERY = np.array([0.55, 0.25, 0.15, 0.05])

@@ -14,6 +14,7 @@ import torch
 import factory
 from pipeline.config import IngestConfig
 from pipeline.errors import UserError
+from pipeline.learners.adversarial import discriminator_step
 from pipeline.logs.ingest import ingest_logs
 from pipeline.logs.schema import LogSpec
 from pipeline.simulator.behaviour_cloning import clone
@@ -22,7 +23,7 @@ from pipeline.simulator.checkpoint import MANIFEST, component_path, load_simulat
 from pipeline.simulator.config import BehaviourConfig, SimulatorConfig
 from pipeline.simulator.customers import Customers
 from pipeline.simulator.data import BUY, LEAVE, TURN_PAGE, Transitions
-from pipeline.simulator.mail import Discriminator, discriminator_step, imitation_reward
+from pipeline.simulator.mail import Discriminator, imitation_reward
 
 SPEC = LogSpec()
 

@@ -1,16 +1,20 @@
-"""`ecomrl logs ingest`: page views -> validated, user-sharded training tables, on Ray Data.
+"""`ecomrl logs ingest`: page views -> validated, user-sharded training tables, on Ray Data;
+re-ranking requests, when the logs hold them, -> a validated `rerank_lists` table.
 
 Two streaming passes, neither holds the dataset in one process:
 
 A. one Ray Data task per parquet row group: read it, validate rows (`validate.py`), write the
    bad ones to the quarantine table, tag the good ones with a bucket (hash of session id) and
-   write them to a staging area partitioned by bucket;
+   write them to a staging area partitioned by bucket. A row group of `rerank_lists` is
+   validated in the same pass (`validate_rerank.py`): its good rows go straight to the output
+   in the contract schema, its bad ones to quarantine with reasons prefixed "rerank_lists: ";
 B. one task per bucket (a bucket holds whole sessions, at most ~`rows_per_bucket` rows, so
    memory does not grow with the data): session checks and the three training tables
    (`sessions.py`), each written partitioned by shard = hash of user id.
 
 Every row read ends either in the training tables or in quarantine; the run checks that
-rows read = accepted + quarantined and logs the counts. A quarantined row keeps its source file
+rows read = accepted + quarantined, for page views and re-ranking requests apart, and logs the
+counts. A quarantined row keeps its source file
 and row number and the row as JSON (for session-level rejects, without the displayed items,
 which stage A already dropped).
 
@@ -18,6 +22,7 @@ Output layout under OUT:
     engine_transitions/shard=NNNN/part-BBBBB.parquet
     customer_transitions/shard=NNNN/part-BBBBB.parquet
     customer_features/shard=NNNN/part-BBBBB.parquet
+    rerank_lists/part-fFFFFF-gGGGGG.parquet   (one per row group; only when the logs have it)
     quarantine/*.parquet            (source_file, row, reason, row_json)
     ingest_summary.json
 """
@@ -41,7 +46,14 @@ import pyarrow.parquet as pq
 
 from pipeline.config import IngestConfig, OnBadFile
 from pipeline.errors import UserError
-from pipeline.logs.discover import BadFile, LogFile, discover
+from pipeline.logs.discover import (
+    BadFile,
+    Discovery,
+    LogFile,
+    discover,
+    list_parquet_files,
+    table_root,
+)
 from pipeline.logs.parquet import write_table
 from pipeline.logs.schema import (
     CUSTOMER_FEATURES,
@@ -49,6 +61,7 @@ from pipeline.logs.schema import (
     ENGINE_TRANSITIONS,
     PAGE_VIEWS,
     QUARANTINE,
+    RERANK_LISTS,
     LogSpec,
     RewardColumn,
     quarantine_schema,
@@ -56,6 +69,7 @@ from pipeline.logs.schema import (
 from pipeline.logs.sessions import sessionize
 from pipeline.logs.sharding import bucket_of
 from pipeline.logs.validate import rows_as_json, validate_page_views
+from pipeline.logs.validate_rerank import validate_rerank_lists
 from pipeline.paths import prepare_out
 
 STAGING = "_staging"
@@ -63,6 +77,9 @@ STAGING = "_staging"
 # comes from purchase_amount): they stop at stage A, which saves a third of the bytes after it.
 DISPLAYED_ITEMS = ("item_ids", "item_prices")
 SUMMARY_FILE = "ingest_summary.json"
+# Every quarantine reason of a re-ranking request starts with it: the quarantine table is shared,
+# the counts are per table.
+RERANK_PREFIX = f"{RERANK_LISTS}: "
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,13 @@ class IngestSummary:
     seconds: float
     ray_start_seconds: float
     quarantine_reasons: dict[str, int]
+    # Re-ranking requests (0 when the logs have no rerank_lists table); the fields above count
+    # page views only.
+    rerank_rows_read: int = 0
+    rerank_rows_accepted: int = 0
+    rerank_rows_quarantined: int = 0
+    rerank_files_read: int = 0
+    rerank_files_quarantined: int = 0
 
     def metrics(self) -> dict[str, float]:
         keys = (
@@ -91,6 +115,9 @@ class IngestSummary:
             "files_quarantined",
             "sessions",
             "seconds",
+            "rerank_rows_read",
+            "rerank_rows_accepted",
+            "rerank_rows_quarantined",
         )
         return {k: float(getattr(self, k)) for k in keys}
 
@@ -111,6 +138,32 @@ def _date_column(date: str | None, table: pa.Table) -> pa.Array:
     return pc.strftime(table.column("ts"), format="%Y-%m-%d").combine_chunks()
 
 
+def _read_group(
+    log_file: LogFile, group: int, first_row: int, spec: LogSpec, quarantine: Path, prefix: str
+) -> pa.Table | None:
+    """One row group of a file, or None after quarantining all its rows as unreadable."""
+    try:
+        return pq.ParquetFile(log_file.path).read_row_group(group)
+    except (pa.ArrowException, OSError) as exc:
+        n = log_file.row_group_rows[group]
+        _write_quarantine(
+            quarantine,
+            spec,
+            str(log_file.path),
+            list(range(first_row, first_row + n)),
+            [f"{prefix}unreadable row group {group}: {exc}"] * n,
+            [None] * n,
+        )
+        return None
+
+
+def _task_position(batch: pa.Table) -> tuple[int, int, int, str]:
+    file_id, group, first_row = (
+        batch.column(c)[0].as_py() for c in ("file_id", "group", "first_row")
+    )
+    return file_id, group, first_row, f"f{file_id:05d}-g{group:05d}"
+
+
 def _validate_row_group(
     batch: pa.Table,
     *,
@@ -119,32 +172,19 @@ def _validate_row_group(
     reward: RewardColumn,
     buckets: int,
     out: str,
-) -> pa.Table:
+) -> int:
     """Stage A for one row group: good rows, tagged with their source position, to the staging
-    file of their bucket; bad rows to quarantine. Returns one row of counts."""
-    file_id, group, first_row = (
-        batch.column(c)[0].as_py() for c in ("file_id", "group", "first_row")
-    )
+    file of their bucket; bad rows to quarantine. Returns the number of good rows."""
+    file_id, group, first_row, stem = _task_position(batch)
     log_file = files[file_id]
-    stem = f"f{file_id:05d}-g{group:05d}"
-    try:
-        raw = pq.ParquetFile(log_file.path).read_row_group(group)
-    except (pa.ArrowException, OSError) as exc:
-        n = log_file.row_group_rows[group]
-        rows = list(range(first_row, first_row + n))
-        _write_quarantine(
-            Path(out) / QUARANTINE / f"a-{stem}.parquet",
-            spec,
-            str(log_file.path),
-            rows,
-            [f"unreadable row group {group}: {exc}"] * n,
-            [None] * n,
-        )
-        return pa.table({"good": [0]})
+    quarantine = Path(out) / QUARANTINE / f"a-{stem}.parquet"
+    raw = _read_group(log_file, group, first_row, spec, quarantine, prefix="")
+    if raw is None:
+        return 0
     checked = validate_page_views(raw, spec, reward)
     if len(checked.bad_index):
         _write_quarantine(
-            Path(out) / QUARANTINE / f"a-{stem}.parquet",
+            quarantine,
             spec,
             str(log_file.path),
             (checked.bad_index + first_row).tolist(),
@@ -159,7 +199,45 @@ def _validate_row_group(
     )
     bucket = bucket_of(good.column("session_id").to_numpy(), buckets)
     _write_staging(good, bucket, Path(out) / STAGING, f"{stem}.arrow")
-    return pa.table({"good": [good.num_rows]})
+    return good.num_rows
+
+
+def _validate_rerank_group(
+    batch: pa.Table, *, files: list[LogFile], spec: LogSpec, k: int, out: str
+) -> int:
+    """Stage A for one row group of `rerank_lists`: good rows, in the contract schema (its
+    metadata included), to `rerank_lists/part-<stem>.parquet`; bad rows to quarantine with the
+    table's prefix. Returns the number of good rows."""
+    file_id, group, first_row, stem = _task_position(batch)
+    log_file = files[file_id]
+    quarantine = Path(out) / QUARANTINE / f"r-{stem}.parquet"
+    raw = _read_group(log_file, group, first_row, spec, quarantine, prefix=RERANK_PREFIX)
+    if raw is None:
+        return 0
+    checked = validate_rerank_lists(raw, spec, k)
+    if len(checked.bad_index):
+        _write_quarantine(
+            quarantine,
+            spec,
+            str(log_file.path),
+            (checked.bad_index + first_row).tolist(),
+            [RERANK_PREFIX + reason for reason in checked.bad_reasons],
+            rows_as_json(raw, checked.bad_index),
+        )
+    path = Path(out) / RERANK_LISTS / f"part-{stem}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_table(checked.good, path)
+    return checked.good.num_rows
+
+
+def _validate_task(batch: pa.Table, *, page_views: dict, rerank: dict) -> pa.Table:
+    """Stage A's task: one row group of either table. Returns (table, good rows)."""
+    table = batch.column("table")[0].as_py()
+    if table == RERANK_LISTS:
+        good = _validate_rerank_group(batch, **rerank)
+    else:
+        good = _validate_row_group(batch, **page_views)
+    return pa.table({"table": [table], "good": [good]})
 
 
 def _partitions(key: np.ndarray):
@@ -260,11 +338,41 @@ def _check_bad_files(bad: list[BadFile], config: IngestConfig) -> None:
         )
 
 
-def _quarantine_bad_files(bad: list[BadFile], out: Path, spec: LogSpec) -> None:
+def _quarantine_bad_files(
+    bad: list[BadFile], out: Path, spec: LogSpec, name: str = "file", prefix: str = ""
+) -> None:
     for i, b in enumerate(bad):
         _write_quarantine(
-            out / QUARANTINE / f"file-{i:05d}.parquet", spec, str(b.path), [-1], [b.reason], [None]
+            out / QUARANTINE / f"{name}-{i:05d}.parquet",
+            spec,
+            str(b.path),
+            [-1],
+            [prefix + b.reason],
+            [None],
         )
+
+
+def _discover_rerank(src: Path, config: IngestConfig) -> tuple[Discovery | None, list[BadFile]]:
+    """The `rerank_lists` table next to the page views, if the logs hold one (None otherwise),
+    and its bad files. A table none of whose files is readable is only bad files when they are
+    quarantined (the page views can go on without it)."""
+    root = table_root(src, RERANK_LISTS)
+    if root == src or not list_parquet_files(root):
+        return None, []
+    try:
+        found = discover(src, RERANK_LISTS)
+    except UserError:
+        if config.on_bad_file is OnBadFile.FAIL:
+            raise
+        # Each file alone: discover names its problem.
+        bad = []
+        for path in list_parquet_files(root):
+            try:
+                discover(path, RERANK_LISTS)
+            except UserError as exc:
+                bad.append(BadFile(path, str(exc)))
+        return None, bad
+    return found, found.bad_files
 
 
 def _reason_kind(reason: str) -> str:
@@ -272,24 +380,35 @@ def _reason_kind(reason: str) -> str:
     return re.sub(r"'[^']*'|-?\d+(\.\d+)?", "#", reason)
 
 
-def _quarantine_counts(out: Path) -> tuple[int, int, Counter]:
-    rows = files = 0
-    kinds: Counter = Counter()
+@dataclass
+class _Quarantined:
+    rows: Counter  # table -> quarantined rows
+    files: Counter  # table -> quarantined whole files
+    kinds: Counter  # reason kind -> entries
+
+
+def _quarantine_counts(out: Path) -> _Quarantined:
+    """Quarantine entries per table (a re-ranking request's reason has `RERANK_PREFIX`)."""
+    counts = _Quarantined(Counter(), Counter(), Counter())
     for path in sorted((out / QUARANTINE).glob("*.parquet")):
         table = pq.read_table(path, columns=["row", "reason"])
-        whole_files = pc.sum(pc.equal(table.column("row"), -1)).as_py() or 0
-        files += whole_files
-        rows += table.num_rows - whole_files
-        kinds.update(_reason_kind(r) for r in table.column("reason").to_pylist())
-    return rows, files, kinds
+        rerank = pc.starts_with(table.column("reason"), RERANK_PREFIX).to_numpy(
+            zero_copy_only=False
+        )
+        whole = pc.equal(table.column("row"), -1).to_numpy(zero_copy_only=False)
+        for name, mine in ((PAGE_VIEWS, ~rerank), (RERANK_LISTS, rerank)):
+            counts.files[name] += int((mine & whole).sum())
+            counts.rows[name] += int((mine & ~whole).sum())
+        counts.kinds.update(_reason_kind(r) for r in table.column("reason").to_pylist())
+    return counts
 
 
-def _tasks(files: list[LogFile]) -> list[dict]:
+def _tasks(files: list[LogFile], table: str = PAGE_VIEWS) -> list[dict]:
     tasks = []
     for file_id, log_file in enumerate(files):
         first = 0
         for group, n in enumerate(log_file.row_group_rows):
-            tasks.append({"file_id": file_id, "group": group, "first_row": first})
+            tasks.append({"table": table, "file_id": file_id, "group": group, "first_row": first})
             first += n
     return tasks
 
@@ -297,7 +416,8 @@ def _tasks(files: list[LogFile]) -> list[dict]:
 def ingest_logs(
     src: str | Path, out: str | Path, config: IngestConfig | None = None, progress: bool = True
 ) -> IngestSummary:
-    """Validate and shard the `page_views` under `src` into training tables under `out`."""
+    """Validate and shard the `page_views` under `src` into training tables under `out`, and
+    validate its `rerank_lists` table, if any, into `out/rerank_lists`."""
     import ray
     import ray.data
 
@@ -310,23 +430,42 @@ def ingest_logs(
     _check_bad_files(found.bad_files, config)
     if found.num_rows == 0:
         raise UserError(f"{src}: empty dataset (0 page views in {len(found.files)} file(s))")
+    rerank, rerank_bad = _discover_rerank(Path(src), config)
+    _check_bad_files(rerank_bad, config)
     ray_started = time.perf_counter()
     ensure_ray()
     ray_seconds = time.perf_counter() - ray_started
     warming = warm_workers("ray.data", __name__)  # while the driver clears the output directory
     prepare_out(out, config.overwrite)
     _quarantine_bad_files(found.bad_files, out, found.spec)
+    _quarantine_bad_files(rerank_bad, out, found.spec, "rerank-file", RERANK_PREFIX)
     buckets = max(config.shards, math.ceil(found.num_rows / config.rows_per_bucket))
     common = {"files": found.files, "spec": found.spec, "reward": config.reward, "out": str(out)}
     tasks = _tasks(found.files)
+    rerank_args = {}
+    if rerank is not None:
+        tasks += _tasks(rerank.files, RERANK_LISTS)
+        rerank_args = {
+            "files": rerank.files,
+            "spec": rerank.spec,
+            "k": config.rerank_k,
+            "out": str(out),
+        }
     ray.get(warming)
     with data_context(progress):
-        ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
-            _validate_row_group,
-            batch_size=1,
-            batch_format="pyarrow",
-            fn_kwargs={**common, "buckets": buckets},
-        ).materialize()
+        validated = (
+            ray.data.from_items(tasks, override_num_blocks=len(tasks))
+            .map_batches(
+                _validate_task,
+                batch_size=1,
+                batch_format="pyarrow",
+                fn_kwargs={
+                    "page_views": {**common, "buckets": buckets},
+                    "rerank": rerank_args,
+                },
+            )
+            .take_all()
+        )
         stats = (
             ray.data.from_items(
                 [{"bucket": b} for b in range(buckets)], override_num_blocks=buckets
@@ -341,24 +480,31 @@ def ingest_logs(
         )
     shutil.rmtree(out / STAGING, ignore_errors=True)
 
-    quarantined, files_quarantined, kinds = _quarantine_counts(out)
+    quarantined = _quarantine_counts(out)
     summary = IngestSummary(
         source=str(src),
         out=str(out),
         rows_read=found.num_rows,
         rows_accepted=sum(s["accepted"] for s in stats),
-        rows_quarantined=quarantined,
+        rows_quarantined=quarantined.rows[PAGE_VIEWS],
         files_read=len(found.files),
-        files_quarantined=files_quarantined,
+        files_quarantined=quarantined.files[PAGE_VIEWS],
         sessions=sum(s["sessions"] for s in stats),
         shards=config.shards,
         buckets=buckets,
         reward=config.reward.value,
         seconds=round(time.perf_counter() - started, 3),
         ray_start_seconds=round(ray_seconds, 3),
-        quarantine_reasons=dict(kinds.most_common()),
+        quarantine_reasons=dict(quarantined.kinds.most_common()),
+        rerank_rows_read=rerank.num_rows if rerank else 0,
+        rerank_rows_accepted=sum(v["good"] for v in validated if v["table"] == RERANK_LISTS),
+        rerank_rows_quarantined=quarantined.rows[RERANK_LISTS],
+        rerank_files_read=len(rerank.files) if rerank else 0,
+        rerank_files_quarantined=quarantined.files[RERANK_LISTS],
     )
-    if summary.rows_read != summary.rows_accepted + summary.rows_quarantined:
+    if summary.rows_read != summary.rows_accepted + summary.rows_quarantined or (
+        summary.rerank_rows_read != summary.rerank_rows_accepted + summary.rerank_rows_quarantined
+    ):
         raise RuntimeError(f"ingest lost rows: {summary}")  # a bug, never bad input
     (out / SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=2))
     return summary

@@ -23,7 +23,7 @@ from pipeline.simulator.customers import CustomerCodec
 from pipeline.simulator.data import open_training_data
 from pipeline.simulator.density import DensityKind, fit_density
 from pipeline.simulator.mail import mail_config, train_mail
-from pipeline.simulator.weights import save_module
+from pipeline.weights import save_module
 
 GENERATOR = "customer_generator"
 BASELINES = (DensityKind.GMM, DensityKind.GAN, DensityKind.WGAN)

@@ -27,7 +27,7 @@ from pipeline.errors import UserError
 from pipeline.logs.schema import SCHEMA_VERSION, LogSpec
 from pipeline.simulator.config import Behaviour
 from pipeline.simulator.customers import CustomerCodec
-from pipeline.simulator.weights import load_module, save_module
+from pipeline.weights import load_module, save_module
 
 FORMAT = "ecomrl-simulator"
 FORMAT_VERSION = 1

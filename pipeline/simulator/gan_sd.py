@@ -21,8 +21,8 @@ from tqdm import tqdm
 from pipeline.simulator.config import GanConfig, GeneratorConfig
 from pipeline.simulator.customers import CustomerCodec
 from pipeline.simulator.networks import CustomerGenerator, mlp
-from pipeline.simulator.weights import save_module
 from pipeline.tracking import log_metrics
+from pipeline.weights import save_module
 
 EPS = 1e-8  # keeps log() finite where a generated group never takes a value
 Step = Callable[[], dict[str, float]]

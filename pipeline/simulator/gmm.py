@@ -12,7 +12,7 @@ from sklearn.mixture import GaussianMixture
 from torch import nn
 
 from pipeline.simulator.config import GmmConfig
-from pipeline.simulator.weights import loadable
+from pipeline.weights import loadable
 
 # EM with full covariances costs O(rows * components * dim^2) per iteration: fitting on at most
 # this many rows bounds the fit time, and 50k rows estimate a 10-component mixture well.

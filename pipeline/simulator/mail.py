@@ -24,7 +24,6 @@ Choices where the paper is silent, and why:
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,18 +39,18 @@ from ray.rllib.core.distribution.torch.torch_distribution import (
 from ray.rllib.core.rl_module.apis import ValueFunctionAPI
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.core.rl_module.torch import TorchRLModule
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.utils.metrics import (
-    ALL_MODULES,
     ENV_RUNNER_RESULTS,
-    LEARNER_RESULTS,
-    NUM_ENV_STEPS_SAMPLED_LIFETIME,
-    NUM_MODULE_STEPS_TRAINED_LIFETIME,
 )
 from torch import nn
 from tqdm.auto import tqdm
 
 from pipeline import tracking
+from pipeline.learners.adversarial import (
+    discriminator_step,
+    relabelled_training_step,
+    set_episode_rewards,
+)
 from pipeline.logs.schema import LogSpec
 from pipeline.simulator.config import MailConfig, MailCustomers, PolicyLearner, SimulatorConfig
 from pipeline.simulator.customers import CustomerCodec
@@ -152,24 +151,6 @@ class Discriminator(nn.Module):
         return self.net(torch.cat([x, clicks, decision], dim=-1)).squeeze(-1)
 
 
-def discriminator_step(
-    discriminator: Discriminator,
-    optimiser: torch.optim.Optimizer,
-    generated: dict[str, torch.Tensor],
-    logged: dict[str, torch.Tensor],
-) -> dict[str, float]:
-    """Algorithm 2, line 11: minimise E_g[log R] + E_e[log(1 - R)] in its cross-entropy form,
-    generated pairs labelled 1 and logged pairs 0."""
-    bce = nn.functional.binary_cross_entropy_with_logits
-    fake, real = discriminator(generated), discriminator(logged)
-    loss = bce(fake, torch.ones_like(fake)) + bce(real, torch.zeros_like(real))
-    optimiser.zero_grad()
-    loss.backward()
-    optimiser.step()
-    accuracy = 0.5 * ((fake > 0).float().mean() + (real < 0).float().mean())
-    return {"discriminator_loss": loss.item(), "discriminator_accuracy": accuracy.item()}
-
-
 @torch.no_grad()
 def imitation_reward(discriminator: Discriminator, pairs: dict[str, torch.Tensor]) -> np.ndarray:
     """Line 12's reward r = log(1 - R) - log R = -logit(R). At the discriminator's optimum
@@ -268,57 +249,21 @@ class MAIL(PPO):
             stats = discriminator_step(self.discriminator, self._d_optimiser, fake, real)
         return stats
 
-    def _set_rewards(self, episodes, generated: dict[str, torch.Tensor]) -> float:
-        reward = imitation_reward(self.discriminator, generated)
-        mean = float(reward.mean())
-        # Centred per batch: a reward whose mean is not 0 pays (or charges) every extra page
-        # view, so the policy would lengthen (shorten) sessions for that constant alone.
-        reward -= mean
-        start = 0
-        with warnings.catch_warnings():
-            # RLlib checks each scalar reward against a Box space, which warns for non-arrays.
-            warnings.filterwarnings("ignore", message=".*Casting input x to numpy array")
-            for episode in episodes:
-                # Episodes from remote env runners arrive as read-only views of the object store.
-                episode.rewards.data = np.array(episode.rewards.data)
-                episode.set_rewards(new_data=reward[start : start + len(episode)])
-                start += len(episode)
-        return mean
-
-    def training_step(self) -> None:
-        episodes, runner_results = synchronous_parallel_sample(
-            worker_set=self.env_runner_group,
-            max_env_steps=self.config.total_train_batch_size,
-            sample_timeout_s=self.config.sample_timeout_s,
-            _uses_new_env_runners=True,
-            _return_metrics=True,
-        )
-        self.metrics.aggregate(runner_results, key=ENV_RUNNER_RESULTS)
+    def _relabel(self, episodes) -> dict[str, float]:
+        """Lines 10-12: update R^c_theta on this batch, then reward every generated step by it."""
         generated = _episode_pairs(episodes)
         stats = self._update_discriminator(generated)
-        stats["reward_mean"] = self._set_rewards(episodes, generated)
+        reward = imitation_reward(self.discriminator, generated)
+        stats["reward_mean"] = float(reward.mean())
+        # Centred per batch: a reward whose mean is not 0 pays (or charges) every extra page
+        # view, so the policy would lengthen (shorten) sessions for that constant alone.
+        set_episode_rewards(episodes, reward - stats["reward_mean"])
         stats["generated_buy_rate"] = float((generated["decision"] == BUY).float().mean())
         stats["generated_clicks_mean"] = float(generated["clicks"].float().mean())
-        for key, value in stats.items():
-            self.metrics.log_value(("mail", key), value, window=1)
-        learner_results = self.learner_group.update(
-            episodes=episodes,
-            timesteps={
-                NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
-                    (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)
-                ),
-                NUM_MODULE_STEPS_TRAINED_LIFETIME: self.metrics.peek(
-                    (LEARNER_RESULTS, ALL_MODULES, NUM_MODULE_STEPS_TRAINED_LIFETIME), default=0
-                ),
-            },
-            num_epochs=self.config.num_epochs,
-            minibatch_size=self.config.minibatch_size,
-            shuffle_batch_per_epoch=self.config.shuffle_batch_per_epoch,
-        )
-        self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
-        self.env_runner_group.sync_weights(
-            from_worker_or_learner_group=self.learner_group, inference_only=True
-        )
+        return stats
+
+    def training_step(self) -> None:
+        relabelled_training_step(self, self._relabel, "mail")
 
 
 @dataclass(frozen=True)

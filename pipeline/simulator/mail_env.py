@@ -34,7 +34,7 @@ from pipeline.simulator.sessions import (
     Sessions,
     engine_observation_space,
 )
-from pipeline.simulator.weights import load_module
+from pipeline.weights import load_module
 
 
 def joint_action_space(spec: LogSpec) -> gym.spaces.Tuple:

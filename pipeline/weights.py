@@ -8,6 +8,7 @@ weights file can only ever produce one of our own modules.
 
 from __future__ import annotations
 
+import enum
 import functools
 import importlib
 import inspect
@@ -15,6 +16,7 @@ import json
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
@@ -25,7 +27,12 @@ _REGISTRY: dict[str, type[nn.Module]] = {}
 _CLASS, _ARGS = "ecomrl.class", "ecomrl.init_args"
 # The modules defining loadable classes, imported before a load so that their classes are
 # registered whatever the caller imported. A fixed list: nothing else can ever be built.
-_DEFINING_MODULES = ("pipeline.simulator.networks", "pipeline.simulator.gmm")
+_DEFINING_MODULES = (
+    "pipeline.simulator.networks",
+    "pipeline.simulator.gmm",
+    "pipeline.rerank.generator",
+    "pipeline.rerank.evaluator",
+)
 
 
 def loadable(cls: type[nn.Module]) -> type[nn.Module]:
@@ -47,9 +54,19 @@ def loadable(cls: type[nn.Module]) -> type[nn.Module]:
 
 def save_module(module: nn.Module, path: Path) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    meta = {_CLASS: type(module).__name__, _ARGS: json.dumps(module.init_args)}
+    meta = {_CLASS: type(module).__name__, _ARGS: json.dumps(module.init_args, default=_json)}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata=meta)
+
+
+def _json(value):
+    """Typed configs and enums among constructor arguments, as JSON (constructors take them
+    back from plain values)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"constructor argument {value!r} is not JSON")
 
 
 def _tuples(value):

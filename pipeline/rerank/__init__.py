@@ -1,0 +1,1 @@
+"""Re-ranking (seed: rl-rerank-generator-evaluator): evaluators, the generator, rewards, BP."""
