@@ -36,7 +36,6 @@ from pipeline.rerank.config import (
     EvaluatorConfig,
     GeneratorTrainConfig,
     RerankConfig,
-    RerankProfile,
 )
 from pipeline.simulator.config import Behaviour, FidelityConfig, MailConfig, SimulatorConfig
 
@@ -140,12 +139,16 @@ def logs_ingest(
     rows_per_bucket: Annotated[
         int, typer.Option(help=help_of(IngestConfig, "rows_per_bucket"))
     ] = default(IngestConfig, "rows_per_bucket"),
+    rerank_k: Annotated[int, typer.Option(min=1, help=help_of(IngestConfig, "rerank_k"))] = default(
+        IngestConfig, "rerank_k"
+    ),
     overwrite: Annotated[bool, typer.Option(help=help_of(IngestConfig, "overwrite"))] = False,
     progress: Annotated[bool, typer.Option(help="Show Ray Data's progress bars.")] = True,
 ) -> None:
     """Validate page views row by row (bad rows to a quarantine table with their reason),
     group them into sessions, shard by user id hash and write the engine transitions, customer
-    transitions and customer features, on Ray Data."""
+    transitions and customer features, on Ray Data. Re-ranking requests (rerank_lists), when
+    the logs have them, are validated the same way and written to OUT/rerank_lists."""
     from pipeline import stages
 
     config = IngestConfig(
@@ -153,6 +156,7 @@ def logs_ingest(
         reward=reward,
         on_bad_file=on_bad_file,
         rows_per_bucket=rows_per_bucket,
+        rerank_k=rerank_k,
         overwrite=overwrite,
     )
     summary = stages.ingest(src, out, config, progress)
@@ -433,9 +437,9 @@ def rerank_train(
         Path | None, typer.Option(help="YAML file overriding the study's defaults and runs.")
     ] = None,
     profile: Annotated[
-        RerankProfile,
+        Profile,
         typer.Option(help="default: the full study; quick: every run on a tiny budget."),
-    ] = RerankProfile.DEFAULT,
+    ] = Profile.DEFAULT,
     runs: Annotated[
         str | None,
         typer.Option(help="Comma-separated run names to train (default: every run of the study)."),

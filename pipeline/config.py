@@ -29,11 +29,13 @@ class OnBadFile(enum.StrEnum):
     QUARANTINE = "quarantine"
 
 
-class _Config(BaseModel):
+class FrozenConfig(BaseModel):
+    """A config section: unknown keys are errors, values never change after validation."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class GenerateConfig(_Config):
+class GenerateConfig(FrozenConfig):
     """`ecomrl logs generate`: logs written by the reference world under its logging policy."""
 
     sessions: int = Field(20_000, ge=1, description="main-search sessions over all days")
@@ -43,7 +45,7 @@ class GenerateConfig(_Config):
     overwrite: bool = Field(False, description="replace an existing output directory")
 
 
-class IngestConfig(_Config):
+class IngestConfig(FrozenConfig):
     """`ecomrl logs ingest`: validate, quarantine, shard by user and write training tables."""
 
     shards: int = Field(4, ge=1, description="output shards (by user id hash)")
@@ -67,7 +69,7 @@ class IngestConfig(_Config):
     overwrite: bool = Field(False, description="replace an existing output directory")
 
 
-class RunConfig(_Config):
+class RunConfig(FrozenConfig):
     """`ecomrl run`: the whole pipeline on the embedded defaults. The world that deploys the
     policies is the one that wrote the logs (`generate.seed`)."""
 

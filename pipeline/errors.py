@@ -7,6 +7,15 @@ class UserError(Exception):
     """Bad input or bad configuration: the message names what is wrong and where."""
 
 
+def validated(model, data, where: str):
+    """`model.model_validate(data)`, a pydantic error becoming a `UserError` on one line that
+    starts with `where`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(f"{where}: {describe(exc)}") from exc
+
+
 def describe(exc: ValidationError) -> str:
     """A pydantic error as one line: `where: what (got value)` per problem."""
     parts = []

@@ -31,9 +31,9 @@ import torch
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from pipeline.errors import UserError, describe
+from pipeline.errors import validated
 from pipeline.rerank.evaluator import EvaluatorKind, load_evaluator
 from pipeline.rerank.requests import Requests, load_requests
 from pipeline.rerank.rewards import RewardKind, step_reward
@@ -76,10 +76,7 @@ class ReRankConfig(BaseModel):
 
     @classmethod
     def parse(cls, config: Mapping[str, Any]) -> ReRankConfig:
-        try:
-            return cls.model_validate(dict(config))
-        except ValidationError as exc:
-            raise UserError(f"{RERANK_ENV_ID} env_config: {describe(exc)}") from exc
+        return validated(cls, dict(config), f"{RERANK_ENV_ID} env_config")
 
 
 def served_requests(config: ReRankConfig) -> Requests:

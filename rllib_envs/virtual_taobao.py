@@ -29,9 +29,9 @@ import torch
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from pipeline.errors import UserError, describe
+from pipeline.errors import UserError, validated
 from pipeline.logs.schema import RewardColumn
 from pipeline.simulator.checkpoint import load_simulator
 from pipeline.simulator.config import Behaviour
@@ -68,10 +68,7 @@ class VirtualTaobaoConfig(BaseModel):
 
     @classmethod
     def parse(cls, config: Mapping[str, Any]) -> VirtualTaobaoConfig:
-        try:
-            return cls.model_validate(dict(config))
-        except ValidationError as exc:
-            raise UserError(f"{ENV_ID} env_config: {describe(exc)}") from exc
+        return validated(cls, dict(config), f"{ENV_ID} env_config")
 
 
 class _Simulation:

@@ -65,3 +65,14 @@ def cli(capsys):
         return code, out.out, out.err
 
     return invoke
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch's default threads oversubscribe a shared 2-core box (measured ~50x slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -59,8 +59,9 @@ def write(
     date: datetime.date = datetime.date(2026, 1, 1),
     name: str = "part-00000.parquet",
     row_group_size: int | None = None,
+    table_name: str = "page_views",
 ) -> Path:
-    path = root / "page_views" / f"date={date.isoformat()}" / name
+    path = root / table_name / f"date={date.isoformat()}" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, row_group_size=row_group_size)
     return path
@@ -125,7 +126,4 @@ def write_rerank(
     row_group_size: int | None = None,
 ) -> Path:
     """Like `write`, into the `rerank_lists` table of the dataset at `root`."""
-    path = root / "rerank_lists" / f"date={date.isoformat()}" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, row_group_size=row_group_size)
-    return path
+    return write(table, root, date, name, row_group_size, table_name="rerank_lists")

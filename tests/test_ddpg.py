@@ -20,13 +20,7 @@ from pipeline.learners.ddpg.ddpg_module import Q_POLICY
 PENDULUM = "Pendulum-v1"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Torch's default threads oversubscribe a shared 2-core box (measured ~50x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def pendulum_config(hidden: tuple[int, ...] = (16,), **training) -> DDPGConfig:

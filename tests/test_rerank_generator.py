@@ -26,13 +26,7 @@ from pipeline.weights import load_module, save_module
 USER_DIM, ITEM_DIM = 6, 4
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Torch's default threads oversubscribe a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def requests(batch: int, n: int, seed: int = 0, min_valid: int = 17):

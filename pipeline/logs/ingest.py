@@ -68,7 +68,7 @@ from pipeline.logs.schema import (
 )
 from pipeline.logs.sessions import sessionize
 from pipeline.logs.sharding import bucket_of
-from pipeline.logs.validate import rows_as_json, validate_page_views
+from pipeline.logs.validate import Validated, rows_as_json, validate_page_views
 from pipeline.logs.validate_rerank import validate_rerank_lists
 from pipeline.paths import prepare_out
 
@@ -182,15 +182,7 @@ def _validate_row_group(
     if raw is None:
         return 0
     checked = validate_page_views(raw, spec, reward)
-    if len(checked.bad_index):
-        _write_quarantine(
-            quarantine,
-            spec,
-            str(log_file.path),
-            (checked.bad_index + first_row).tolist(),
-            checked.bad_reasons,
-            rows_as_json(raw, checked.bad_index),
-        )
+    _quarantine_rejected(quarantine, spec, log_file, first_row, raw, checked, prefix="")
     good = (
         checked.good.drop_columns(list(DISPLAYED_ITEMS))
         .append_column("date", _date_column(log_file.date, checked.good))
@@ -215,19 +207,32 @@ def _validate_rerank_group(
     if raw is None:
         return 0
     checked = validate_rerank_lists(raw, spec, k)
-    if len(checked.bad_index):
-        _write_quarantine(
-            quarantine,
-            spec,
-            str(log_file.path),
-            (checked.bad_index + first_row).tolist(),
-            [RERANK_PREFIX + reason for reason in checked.bad_reasons],
-            rows_as_json(raw, checked.bad_index),
-        )
+    _quarantine_rejected(quarantine, spec, log_file, first_row, raw, checked, RERANK_PREFIX)
     path = Path(out) / RERANK_LISTS / f"part-{stem}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_table(checked.good, path)
     return checked.good.num_rows
+
+
+def _quarantine_rejected(
+    path: Path,
+    spec: LogSpec,
+    log_file: LogFile,
+    first_row: int,
+    raw: pa.Table,
+    checked: Validated,
+    prefix: str,
+) -> None:
+    """The rows `checked` rejected, to the quarantine file `path`, reasons after `prefix`."""
+    if len(checked.bad_index):
+        _write_quarantine(
+            path,
+            spec,
+            str(log_file.path),
+            (checked.bad_index + first_row).tolist(),
+            [prefix + reason for reason in checked.bad_reasons],
+            rows_as_json(raw, checked.bad_index),
+        )
 
 
 def _validate_task(batch: pa.Table, *, page_views: dict, rerank: dict) -> pa.Table:

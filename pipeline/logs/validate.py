@@ -224,6 +224,11 @@ def validate_page_views(raw: pa.Table, spec: LogSpec, reward: RewardColumn) -> V
     _check_ranges(cols, flagged, spec, problems)
     _check_numbers(cols, flagged, problems)
     _check_feedback(cols, flagged, reward, problems)
+    return split_rows(cols, schema, problems)
+
+
+def split_rows(cols: dict, schema: pa.Schema, problems: Problems) -> Validated:
+    """The conforming rows (contract schema, input order) and the others with their reasons."""
     bad = problems.bad
     good_index = np.flatnonzero(~bad)
     table = pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)

@@ -33,6 +33,7 @@ from pipeline.logs.validate import (
     _conform,
     _matrix,
     row_texts,
+    split_rows,
 )
 
 # Columns `_check_ranges` also reads that only page views have: passed as already flagged, so
@@ -222,10 +223,4 @@ def validate_rerank_lists(raw: pa.Table, spec: LogSpec, k: int) -> Validated:
     _check_values(cols, flagged, problems)
     shown = _check_order(cols, flagged, count, k, problems)
     _check_labels(cols, flagged, shown, problems)
-    bad = problems.bad
-    good_index = np.flatnonzero(~bad)
-    table = pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
-    bad_index = np.flatnonzero(bad)
-    return Validated(
-        table.take(good_index), good_index, bad_index, list(problems.reasons[bad_index])
-    )
+    return split_rows(cols, schema, problems)

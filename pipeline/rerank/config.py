@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.config import merge_settings
+from pipeline.config import FrozenConfig, Profile, merge_settings
 from pipeline.rerank.rewards import RewardKind
 
 
@@ -82,11 +82,7 @@ class RerankLearner(enum.StrEnum):
     GAIL = "gail"
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GailConfig(_Config):
+class GailConfig(FrozenConfig):
     """The GAIL variant (pipeline/learners/ppo_mc/gail.py)."""
 
     evaluator_weight: float = Field(1.0, ge=0, description="weight of the evaluator's reward")
@@ -102,7 +98,7 @@ class GailConfig(_Config):
     )
 
 
-class GeneratorTrainConfig(_Config):
+class GeneratorTrainConfig(FrozenConfig):
     """One generator trained on `ReRank-v0` by one learner."""
 
     learner: RerankLearner = Field(RerankLearner.PPO_MC, description="see RerankLearner")
@@ -111,7 +107,9 @@ class GeneratorTrainConfig(_Config):
     train_sizes: tuple[int, ...] | None = Field(
         (30,), description="candidate-list sizes n of the training requests (null: all)"
     )
-    env_steps: int = Field(120_000, ge=1, description="env steps (placed items) in all")
+    env_steps: int = Field(
+        16 * 256 * 17, ge=1, description="env steps (placed items) in all: 16 batches of lists"
+    )
     num_envs: int = Field(256, ge=1, description="lists built together per env runner")
     group_size: int = Field(
         8, ge=2, description="PPO-MC and GAIL: permutations sampled per request"
@@ -119,12 +117,12 @@ class GeneratorTrainConfig(_Config):
     num_env_runners: int = Field(0, ge=0, description="remote env runners (0: in the driver)")
     lr: float = Field(1e-3, gt=0)
     entropy_coeff: float = Field(0.01, ge=0, description="the same entropy bonus for all")
-    num_epochs: int = Field(4, ge=1, description="PPO, PPO-MC, GAIL: passes over a batch")
+    num_epochs: int = Field(2, ge=1, description="PPO, PPO-MC, GAIL: passes over a batch")
     minibatch_size: int = Field(1024, ge=1, description="PPO, PPO-MC, GAIL")
     generator: GeneratorConfig = GeneratorConfig()
     gail: GailConfig = GailConfig()
     eval_requests: int = Field(
-        1000, ge=1, description="held-out requests scored (BP) after every iteration"
+        500, ge=1, description="held-out requests scored (BP) after every iteration"
     )
     seed: int = Field(0, ge=0)
 
@@ -143,7 +141,7 @@ DEFAULT_RUNS: dict[str, dict[str, Any]] = {
 }
 
 
-class RerankConfig(_Config):
+class RerankConfig(FrozenConfig):
     """`ecomrl rerank train`: evaluators on the logged lists, then every run of the study."""
 
     k: int = Field(17, ge=1, description="items per list (the logged lists show k)")
@@ -176,16 +174,11 @@ class RerankConfig(_Config):
             raise ValueError(f"runs.{name}: {exc}") from exc
 
 
-class RerankProfile(enum.StrEnum):
-    DEFAULT = "default"
-    QUICK = "quick"
-
-
 # `ecomrl rerank train --profile quick`: every run on a budget, a smoke test of the whole study
 # (its numbers mean little). Applied under the YAML file and the command-line options.
-RERANK_PROFILES: dict[RerankProfile, dict] = {
-    RerankProfile.DEFAULT: {},
-    RerankProfile.QUICK: {
+RERANK_PROFILES: dict[Profile, dict] = {
+    Profile.DEFAULT: {},
+    Profile.QUICK: {
         "evaluator": {"epochs": 1},
         "defaults": {"env_steps": 2 * 64 * 17, "num_envs": 64, "eval_requests": 200},
     },
