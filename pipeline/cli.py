@@ -537,3 +537,7 @@ def main() -> None:
             raise
         print(f"ecomrl: error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

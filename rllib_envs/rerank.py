@@ -59,10 +59,11 @@ class ReRankConfig(BaseModel):
     sizes: tuple[int, ...] | None = Field(None, description="serve only requests with these n")
     split: Split = Split.TRAIN
     test_fraction: float = Field(0.2, gt=0, lt=1, description="held-out share of requests")
+    split_seed: int = Field(0, ge=0, description="seeds the train/test split of requests")
     reward: RewardKind = RewardKind.PAY
     gmv_weight: float = Field(0.5, ge=0, le=1, description="w of PAY_GMV")
     group_size: int = Field(1, ge=1, description="consecutive sub-envs sharing a request")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, description="seeds which requests are served")
     device: str = "cpu"
     num_envs: int = Field(1, ge=1)
 
@@ -83,7 +84,7 @@ def served_requests(config: ReRankConfig) -> Requests:
     """The requests an env with `config` serves (split, then sizes)."""
     requests, _ = load_requests(config.requests, config.k)
     if config.split is not Split.ALL:
-        train, test = requests.split(config.test_fraction, config.seed)
+        train, test = requests.split(config.test_fraction, config.split_seed)
         requests = train if config.split is Split.TRAIN else test
     return requests.with_sizes(config.sizes)
 
