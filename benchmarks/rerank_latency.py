@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="timed batch-1 requests")
     parser.add_argument("--warmup", type=int, default=200, help="untimed batch-1 requests")
     parser.add_argument(
-        "--seconds", type=float, default=5.0, help="timed seconds per network at batch 256"
+        "--seconds", type=float, default=10.0, help="timed seconds per network at batch 256"
     )
     args = parser.parse_args()
     torch.set_num_threads(1)  # "on one core"
