@@ -108,7 +108,7 @@ class GeneratorTrainConfig(FrozenConfig):
         (30,), description="candidate-list sizes n of the training requests (null: all)"
     )
     env_steps: int = Field(
-        16 * 256 * 17, ge=1, description="env steps (placed items) in all: 16 batches of lists"
+        32 * 256 * 17, ge=1, description="env steps (placed items) in all: 32 batches of lists"
     )
     num_envs: int = Field(256, ge=1, description="lists built together per env runner")
     group_size: int = Field(
