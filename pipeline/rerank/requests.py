@@ -152,10 +152,10 @@ def requests_from_table(table: pa.Table, spec: LogSpec, k: int) -> Requests:
         raise UserError("no re-ranking requests to read")
     table = table.sort_by("request_id")
     _check(table, k)
-    width = int(pc.max(pc.list_value_length(table.column("candidate_item_ids"))).as_py())
+    sizes = pc.list_value_length(table.column("candidate_item_ids")).to_numpy()
+    width = int(sizes.max())
     prices = _padded(table.column("candidate_prices"), width, 0.0, np.float32)
-    valid = _padded(table.column("candidate_prices"), width, np.nan, np.float32)
-    valid = ~np.isnan(valid)
+    valid = np.arange(width)[None, :] < sizes[:, None]
     features = _features(table.column("candidate_features"), width, spec.rerank_feature_dim)
     attrs = _padded(table.column("customer_attrs"), spec.n_attrs, 0, np.int16)
     query = table.column("query_category").to_numpy().astype(np.int16)

@@ -50,24 +50,22 @@ def _complete(episode) -> None:
         )
 
 
-def group_baselines(draws: list[int], returns: list[np.ndarray]) -> tuple[np.ndarray, int]:
+def group_baselines(draws: list[int], returns: list[np.ndarray]) -> np.ndarray:
     """Leave-one-out mean return-to-go per episode over the episodes of the same draw; an
-    episode alone in its draw is its own baseline (advantage 0). Returns (baselines, alone)."""
+    episode alone in its draw is its own baseline (advantage 0)."""
     members: dict[int, list[int]] = defaultdict(list)
     for index, draw in enumerate(draws):
         members[draw].append(index)
     baselines = [np.empty(0)] * len(returns)
-    alone = 0
     for indices in members.values():
         stacked = np.stack([returns[i] for i in indices])
         if len(indices) == 1:
-            alone += 1
             baselines[indices[0]] = stacked[0]
             continue
         others = (stacked.sum(0, keepdims=True) - stacked) / (len(indices) - 1)
         for row, i in enumerate(indices):
             baselines[i] = others[row]
-    return np.concatenate(baselines), alone
+    return np.concatenate(baselines)
 
 
 class ListAdvantages(ConnectorV2):
@@ -86,10 +84,10 @@ class ListAdvantages(ConnectorV2):
             _complete(episode)
         returns = [returns_to_go(np.asarray(e.get_rewards(), np.float64)) for e in episodes]
         flat = np.concatenate(returns)
-        advantages = flat - self._baseline(episodes, returns, flat)
+        baseline = self._baseline(episodes, returns, flat)
+        advantages = flat - baseline
         if self.baseline is Baseline.LOGGED_RATE:
-            logged = self._logged(episodes)
-            advantages = advantages / np.maximum(logged, _MIN_LOGGED)
+            advantages /= np.maximum(baseline, _MIN_LOGGED)
         advantages /= max(1e-4, float(advantages.std()))
         for module_id, module_batch in batch.items():
             device = next(rl_module[module_id].parameters()).device
@@ -105,9 +103,7 @@ class ListAdvantages(ConnectorV2):
         if self.baseline is Baseline.NONE:
             return np.zeros_like(flat)
         if self.baseline is Baseline.GROUP:
-            draws = [int(e.get_infos(0)["draw"]) for e in episodes]
-            baselines, _ = group_baselines(draws, returns)
-            return baselines
+            return group_baselines([int(e.get_infos(0)["draw"]) for e in episodes], returns)
         return self._logged(episodes)
 
     @staticmethod
