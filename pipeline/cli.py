@@ -38,6 +38,7 @@ from pipeline.rerank.config import (
     RerankConfig,
 )
 from pipeline.simulator.config import Behaviour, FidelityConfig, MailConfig, SimulatorConfig
+from pipeline.sweep.config import SweepConfig
 
 app = typer.Typer(
     help="ecomrl: learn a Virtual-Taobao simulator from search session logs and train "
@@ -502,6 +503,65 @@ def rerank_evaluate(
             )
     _print_summary("rerank evaluate", rows)
     console.print(f"report: {report}")
+
+
+@app.command("sweep")
+def sweep(
+    config: Annotated[
+        Path,
+        typer.Argument(
+            help="Sweep YAML file, or the name of a bundled one (anc, rewards, rerank_rewards, "
+            "learners: tune_configs/NAME.yaml)."
+        ),
+    ],
+    resume: Annotated[
+        bool, typer.Option(help="Continue the interrupted sweep of this config.")
+    ] = False,
+    storage: Annotated[
+        Path, typer.Option(help="Where Tune keeps sweeps: STORAGE/NAME holds trials, checkpoints.")
+    ] = Path("ecomrl-out/sweeps"),
+    simulator: Annotated[str | None, typer.Option(help=help_of(SweepConfig, "simulator"))] = None,
+    study: Annotated[Path | None, typer.Option(help=help_of(SweepConfig, "study"))] = None,
+    name: Annotated[str | None, typer.Option(help=help_of(SweepConfig, "name"))] = None,
+    budget: Annotated[int | None, typer.Option(min=1, help=help_of(SweepConfig, "budget"))] = None,
+    num_samples: Annotated[
+        int | None, typer.Option(min=1, help=help_of(SweepConfig, "num_samples"))
+    ] = None,
+    max_concurrent_trials: Annotated[
+        int | None, typer.Option(min=1, help=help_of(SweepConfig, "max_concurrent_trials"))
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show Tune's trial table.")] = True,
+) -> None:
+    """Sweep settings with Ray Tune (ASHA scheduler; grid, random or Optuna search): ANC's
+    rho and mu, reward definitions and weights, learners. Each trial is an MLflow run nested
+    under the sweep's run; the best trial's model is registered in the MLflow Model Registry,
+    tagged with the simulator it was trained in. Ctrl-C stops it; --resume continues it."""
+    from pipeline import stages
+    from pipeline.sweep.config import load_sweep
+
+    overrides = {
+        "simulator": simulator,
+        "study": None if study is None else str(study),
+        "name": name,
+        "budget": budget,
+        "num_samples": num_samples,
+        "max_concurrent_trials": max_concurrent_trials,
+    }
+    sweep_config = load_sweep(config, overrides)
+    result = stages.sweep(sweep_config, storage, resume, progress)
+    registered = result.registered or {}
+    _print_summary(
+        f"sweep {sweep_config.name}",
+        {
+            "trials": result.trials,
+            "directory": str(result.directory),
+            "mlflow parent run": result.parent_run_id,
+            "best trial": result.best,
+            "registered model": f"models:/{registered['name']}/{registered['version']}"
+            if registered
+            else "not registered",
+        },
+    )
 
 
 @app.command("run")

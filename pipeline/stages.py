@@ -22,6 +22,7 @@ from pipeline.simulator.config import FidelityConfig, SimulatorConfig
 
 if TYPE_CHECKING:
     from pipeline.rerank.config import RerankConfig
+    from pipeline.sweep.config import SweepConfig
 
 M = TypeVar("M", bound=BaseModel)
 SIMULATOR_ARTIFACT = "simulator"
@@ -326,3 +327,11 @@ def rerank_evaluate(out: Path, world_seed: int) -> tuple[dict, Path]:
                 )
         tracking.log_artifacts(out / "report", "report")
     return result, report
+
+
+def sweep(config: SweepConfig, storage: Path, resume: bool = False, progress: bool = True):
+    """A Ray Tune sweep tracked in MLflow: a parent run, a child per trial, the best trial's
+    model registered (pipeline/sweep/tuner.py)."""
+    from pipeline.sweep.tuner import run_sweep
+
+    return run_sweep(config, storage, resume, progress)

@@ -33,7 +33,7 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / LOCAL_DB}"
 
 
-def _check_server(uri: str) -> None:
+def check_server(uri: str) -> None:
     if not uri.startswith(("http://", "https://")):
         return
     try:
@@ -67,9 +67,13 @@ def _experiment_id(mlflow, name: str) -> str:
 
 @contextmanager
 def run(
-    name: str, params: Mapping[str, Any] | None = None, experiment: str = EXPERIMENT
+    name: str,
+    params: Mapping[str, Any] | None = None,
+    experiment: str = EXPERIMENT,
+    run_id: str | None = None,
 ) -> Iterator:
-    """An MLflow run (a child run when one is already active) with `params` logged."""
+    """An MLflow run (a child run when one is already active) with `params` logged; `run_id`
+    continues that run instead of starting one."""
     import mlflow
 
     # MLflow and alembic announce store migrations at INFO on stderr: noise around our output.
@@ -78,13 +82,16 @@ def run(
     uri = tracking_uri()
     parent = mlflow.active_run()
     if parent is None:
-        _check_server(uri)
+        check_server(uri)
         mlflow.set_tracking_uri(uri)
         experiment_id = _experiment_id(mlflow, experiment)
     else:
         experiment_id = parent.info.experiment_id
     with mlflow.start_run(
-        run_name=name, experiment_id=experiment_id, nested=parent is not None
+        run_id=run_id,
+        run_name=None if run_id else name,
+        experiment_id=experiment_id,
+        nested=parent is not None,
     ) as active:
         if params:
             mlflow.log_params(flatten(params))

@@ -20,8 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import UserError
-from pipeline.rerank.config import RerankConfig
 from pipeline.rerank.evaluator import (
     EvaluatorKind,
     ListEvaluator,
@@ -35,8 +33,8 @@ from pipeline.rerank.rewards import RewardKind, step_reward
 from pipeline.rerank.train import (
     EVALUATORS_DIR,
     RUNS_DIR,
-    STUDY_FILE,
     load_generator,
+    read_study,
     split_requests,
 )
 from pipeline.stats import ratio_estimate, z_value
@@ -103,9 +101,8 @@ def compare(generated: ListValues, logged: ListValues) -> dict:
 
 def evaluate_study(out: Path, world_seed: int) -> dict:
     """Score every run under `out` at every test size; returns the result dict."""
-    study = json.loads(_study_file(out).read_text())
-    config = RerankConfig.model_validate(study["config"])
-    split = split_requests(study["ingested"], config)
+    ingested, config = read_study(out)
+    split = split_requests(ingested, config)
     judges = Judges(
         load_evaluator(out / EVALUATORS_DIR, EvaluatorKind.CAUSAL),
         load_evaluator(out / EVALUATORS_DIR, EvaluatorKind.CONTEXT),
@@ -115,7 +112,7 @@ def evaluate_study(out: Path, world_seed: int) -> dict:
     tests = {n: split.test.with_sizes((n,)) for n in sizes}
     logged = {n: list_values(judges, r, r.shown) for n, r in tests.items()}
     runs = {}
-    for name in study["runs"]:
+    for name in config.runs:
         net = load_generator(out, name)
         runs[name] = {
             "config": config.run(name).model_dump(mode="json"),
@@ -133,10 +130,3 @@ def evaluate_study(out: Path, world_seed: int) -> dict:
         "test_requests": {str(n): len(r) for n, r in tests.items()},
         "runs": runs,
     }
-
-
-def _study_file(out: Path) -> Path:
-    path = out / STUDY_FILE
-    if not path.is_file():
-        raise UserError(f"{path}: no re-ranking study here; run `ecomrl rerank train` first")
-    return path

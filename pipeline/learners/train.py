@@ -76,18 +76,27 @@ def _model_config(algo: Algo, hidden: tuple[int, ...]) -> dict:
 
 def _start_std(algo, std: float) -> None:
     """Start every learner's Gaussian at `std`: the policy head's output layer emits
-    [mean | log_std], so its log-std rows get weight 0 and bias log(std). Then sync."""
+    [mean | log_std], so its log-std rows get weight 0 and bias log(std). Then sync.
+
+    With `num_learners` >= 2 each learner's module is wrapped in RLlib's `TorchDDPRLModule`
+    (torch DDP), which has no `pi`: the edit goes to `unwrapped()`, the same parameters DDP
+    holds. Every learner writes the same values, so the learners stay identical (DDP only
+    broadcasts the weights once, when it wraps the module)."""
     log_std = math.log(std)
 
     def set_log_std(learner) -> None:
-        head = learner.module[DEFAULT_MODULE_ID].pi
+        head = learner.module[DEFAULT_MODULE_ID].unwrapped().pi
         output = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1]
         half = output.out_features // 2
         with torch.no_grad():
             output.weight[half:].zero_()
             output.bias[half:].fill_(log_std)
 
-    algo.learner_group.foreach_learner(set_log_std)
+    # A remote learner's error comes back as a result (and takes that learner out of
+    # service): raise it here rather than train on.
+    for result in algo.learner_group.foreach_learner(set_log_std):
+        if not result.ok:
+            raise result.get()
     algo.env_runner_group.sync_weights(
         from_worker_or_learner_group=algo.learner_group, inference_only=True
     )
@@ -133,7 +142,7 @@ def rllib_config(algo_config, simulator: str, config: TrainConfig, mu: float | N
     )
 
 
-def _iteration_metrics(result: dict) -> dict[str, float]:
+def iteration_metrics(result: dict) -> dict[str, float]:
     from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, EPISODE_RETURN_MEAN, LEARNER_RESULTS
 
     runners = result.get(ENV_RUNNER_RESULTS, {})
@@ -153,43 +162,58 @@ def sampled_env_steps(result: dict) -> int:
     return int(result.get(ENV_RUNNER_RESULTS, {}).get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0))
 
 
+def build_algorithm(simulator: str, config: TrainConfig):
+    """The RLlib Algorithm of `config` in `simulator`, its Gaussian started at the logged
+    actions' scale; returns it with the manifest defaults it resolved (mu, the starting std)."""
+    algo_config = training_config(config)
+    defaults = manifest_defaults(simulator, config)
+    algo = rllib_config(algo_config, simulator, config, defaults.mu).build_algo()
+    if defaults.initial_action_std is not None:  # DDPG explores by exploration_sigma
+        _start_std(algo, defaults.initial_action_std)
+    return algo, defaults
+
+
+def export_module(
+    module, out: Path, simulator: str, config: TrainConfig, defaults: ManifestDefaults, steps: int
+) -> Path:
+    """Export a trained RLModule's policy to `out` (pipeline/export); returns the directory."""
+    from pipeline.export import export_policy, policy_net
+
+    space = module.action_space
+    mu = defaults.mu
+    metadata = {
+        "algo": config.algo.value,
+        "simulator": str(simulator),
+        "behaviour": config.behaviour.value,
+        "anc": None if mu is None else {"rho": config.anc.rho, "mu": mu},
+        "initial_action_std": defaults.initial_action_std,
+        "env_steps": steps,
+    }
+    net = policy_net(module, space)
+    obs_dim = module.observation_space.shape[0]
+    return Path(export_policy(net, out, obs_dim, space.shape[0], metadata).directory)
+
+
 def train_policy(
     simulator: str, out: Path, config: TrainConfig, progress: bool = True
 ) -> TrainResult:
     """Train until `config.env_steps` env steps are sampled; checkpoint and export to `out`."""
-    from pipeline.export import export_policy, policy_net
-
-    algo_config = training_config(config)
-    defaults = manifest_defaults(simulator, config)
-    algo = rllib_config(algo_config, simulator, config, defaults.mu).build_algo()
+    algo, defaults = build_algorithm(simulator, config)
     try:
-        if defaults.initial_action_std is not None:  # DDPG explores by exploration_sigma
-            _start_std(algo, defaults.initial_action_std)
         start, steps, metrics = time.perf_counter(), 0, {}
         with tqdm(total=config.env_steps, desc=f"train {config.algo}", disable=not progress) as bar:
             while steps < config.env_steps:
                 result = algo.train()
                 bar.update(sampled_env_steps(result) - steps)
                 steps = sampled_env_steps(result)
-                metrics = _iteration_metrics(result)
+                metrics = iteration_metrics(result)
                 tracking.log_metrics(metrics, step=steps)
         elapsed = time.perf_counter() - start
         metrics.update(env_steps=steps, train_seconds=elapsed, env_steps_per_s=steps / elapsed)
         checkpoint = Path(algo.save_to_path(str((out / CHECKPOINT_DIR).resolve())))
-        module = algo.get_module()
-        space = module.action_space
-        net = policy_net(module, space)
-        mu = defaults.mu
-        metadata = {
-            "algo": config.algo.value,
-            "simulator": str(simulator),
-            "behaviour": config.behaviour.value,
-            "anc": None if mu is None else {"rho": config.anc.rho, "mu": mu},
-            "initial_action_std": defaults.initial_action_std,
-            "env_steps": steps,
-        }
-        obs_dim = module.observation_space.shape[0]
-        exported = export_policy(net, out / POLICY_DIR, obs_dim, space.shape[0], metadata)
+        exported = export_module(
+            algo.get_module(), out / POLICY_DIR, simulator, config, defaults, steps
+        )
     finally:
         algo.stop()
-    return TrainResult(Path(exported.directory), checkpoint, metrics)
+    return TrainResult(exported, checkpoint, metrics)

@@ -159,7 +159,8 @@ def rllib_config(ingested: str | Path, out: Path, run: GeneratorTrainConfig, con
     )
 
 
-def _iteration(result: dict, algo, evaluator, probe: Requests, k: int) -> dict[str, float]:
+def generator_metrics(result: dict, algo, evaluator, probe: Requests, k: int) -> dict[str, float]:
+    """One iteration's numbers: env steps, entropy, return, BP on `probe`, (GAIL) disc. AUC."""
     from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, EPISODE_RETURN_MEAN, LEARNER_RESULTS
 
     learner = result.get(LEARNER_RESULTS, {}).get(DEFAULT_MODULE_ID, {})
@@ -176,6 +177,23 @@ def _iteration(result: dict, algo, evaluator, probe: Requests, k: int) -> dict[s
     return out
 
 
+def probe_requests(split: Split, run: GeneratorTrainConfig) -> Requests:
+    """The held-out requests BP is measured on during training (of the run's sizes)."""
+    probe = split.test.with_sizes(run.train_sizes)
+    return probe.take(np.arange(min(run.eval_requests, len(probe))))
+
+
+def read_study(out: str | Path) -> tuple[Path, RerankConfig]:
+    """The data and config of the study under `out` (`write_study`)."""
+    from pipeline.errors import UserError, validated
+
+    path = Path(out) / STUDY_FILE
+    if not path.is_file():
+        raise UserError(f"{path}: no re-ranking study here; run `ecomrl rerank train` first")
+    study = json.loads(path.read_text())
+    return Path(study["ingested"]), validated(RerankConfig, study["config"], str(path))
+
+
 def train_generator(
     ingested: str | Path,
     out: Path,
@@ -189,15 +207,14 @@ def train_generator(
     directory = out / RUNS_DIR / name
     directory.mkdir(parents=True, exist_ok=True)
     evaluator = load_evaluator(out / EVALUATORS_DIR, EvaluatorKind.CAUSAL)
-    probe = split.test.with_sizes(run.train_sizes)
-    probe = probe.take(np.arange(min(run.eval_requests, len(probe))))
+    probe = probe_requests(split, run)
     algo = rllib_config(ingested, out, run, config).build_algo()
     curves: list[dict[str, float]] = []
     started = time.perf_counter()
     try:
         with tqdm(total=run.env_steps, desc=f"rerank {name}", disable=not progress) as bar:
             while not curves or curves[-1]["env_steps"] < run.env_steps:
-                point = _iteration(algo.train(), algo, evaluator, probe, config.k)
+                point = generator_metrics(algo.train(), algo, evaluator, probe, config.k)
                 bar.update(int(point["env_steps"] - (curves[-1]["env_steps"] if curves else 0)))
                 curves.append(point)
                 tracking.log_metrics(point, step=int(point["env_steps"]))

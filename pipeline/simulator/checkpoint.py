@@ -125,6 +125,13 @@ class Simulator:
         """pi^c of `behaviour` (a CustomerPolicyNet)."""
         return self.component(_BEHAVIOUR_COMPONENT[Behaviour(behaviour)], device)
 
+    @property
+    def version(self) -> str:
+        """What identifies this simulator: a digest of its components' sha256s (the manifest
+        lists them), the same wherever the checkpoint is copied or downloaded."""
+        files = json.dumps(self.manifest.files, sort_keys=True).encode()
+        return hashlib.sha256(files).hexdigest()[:16]
+
     def check_action_dim(self, action_dim: int | None) -> None:
         if action_dim is not None and action_dim != self.manifest.action_dim:
             raise UserError(

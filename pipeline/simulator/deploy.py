@@ -68,3 +68,15 @@ def simulate(
         live = live[~sessions.apply(live, clicks, decision)]
     r2p = ratio_estimate(buys, pages, z_value(confidence))
     return SimulatedDeployment(r2p, n, int(pages.sum()))
+
+
+def simulated_customers(sim: Simulator, count: int, seed: int = 0) -> np.ndarray:
+    """`count` first-page observations of customers drawn from the simulator's own P^c
+    (GAN-SD): the customers of an evaluation that has no world to draw them from."""
+    from pipeline.simulator.sessions import CustomerArrivals
+
+    rng = torch.Generator().manual_seed(seed)
+    generator = sim.component("customer_generator")
+    arrivals = CustomerArrivals(sim.spec, sim.codec, generator, count, rng, torch.device("cpu"))
+    with torch.inference_mode():
+        return arrivals.draw(count).numpy()
