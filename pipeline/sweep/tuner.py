@@ -135,12 +135,14 @@ def _tuner(config: SweepConfig, prepared: Prepared, storage: Path, callback, pro
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
+    concurrent = config.max_concurrent_trials
     if config.search is Search.OPTUNA:
         from ray.tune.search.optuna import OptunaSearch
 
         search = OptunaSearch(seed=config.seed)
-    else:
-        search = BasicVariantGenerator(random_state=config.seed)
+    else:  # it limits concurrency itself: Tune ignores max_concurrent_trials for it
+        search = BasicVariantGenerator(random_state=config.seed, max_concurrent=concurrent)
+        concurrent = None
     if config.scheduler.kind == "asha":
         scheduler = ASHAScheduler(
             time_attr="env_steps",
@@ -157,7 +159,7 @@ def _tuner(config: SweepConfig, prepared: Prepared, storage: Path, callback, pro
             metric=config.objective,
             mode=config.mode,
             num_samples=config.num_samples,
-            max_concurrent_trials=config.max_concurrent_trials,
+            max_concurrent_trials=concurrent,
             search_alg=search,
             scheduler=scheduler,
             # Tune's default names embed the whole config: too long for a path.
@@ -265,10 +267,16 @@ def _check_results(config: SweepConfig, results, directory: Path) -> None:
             f"{len(errors)} of {len(results)} trials failed (first: {first}); their logs are "
             f"under {directory}"
         )
-    if results.num_terminated < len(results):
+    # After Ctrl-C Tune marks the trials it stops TERMINATED, but the experiment state it
+    # saved just before says which ones were still running.
+    from ray.tune.experiment import Trial
+
+    saved = tune.ExperimentAnalysis(str(directory)).trials
+    finished = sum(trial.status == Trial.TERMINATED for trial in saved)
+    if finished < len(saved):
         raise SweepInterrupted(
-            f"the sweep stopped with {results.num_terminated} of {len(results)} trials "
-            f"finished; continue it with: ecomrl sweep CONFIG --resume"
+            f"the sweep stopped with {finished} of {len(saved)} trials finished; continue it "
+            "with: ecomrl sweep CONFIG --resume"
         )
 
 
@@ -322,6 +330,8 @@ def _plot_curves(config: SweepConfig, results, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(8, 5))
     for result in results:
         curve = result.metrics_dataframe
+        if curve is None or curve.empty:
+            continue
         label = ", ".join(f"{k}={_short(v)}" for k, v in _swept(config, result.config).items())
         axis.plot(curve["env_steps"], curve[config.objective], marker="o", label=label)
     axis.set_xlabel("env steps")
