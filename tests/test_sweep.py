@@ -18,58 +18,17 @@ import numpy as np
 import pytest
 import yaml
 from simulator_factory import random_simulator
+from sweep_factory import TINY_BASE, child_runs, parent_run, tiny_sweep
 
 from pipeline.simulator.checkpoint import load_simulator
 from pipeline.sweep.config import load_sweep
 
 BUNDLED = ["anc", "rewards", "rerank_rewards", "learners", "lr_optuna"]
-# One PPO iteration = 128 env steps: a trial of budget 512 reports 4 times.
-TINY_BASE = {
-    "algo": "ppo",
-    "anc": {"mu": 0.5},
-    "num_envs_per_env_runner": 16,
-    "hidden": [16],
-    "initial_action_std": 0.1,
-    "settings": {"train_batch_size_per_learner": 128, "minibatch_size": 64, "num_epochs": 1},
-}
 
 
 @pytest.fixture(scope="module")
 def simulator(tmp_path_factory) -> Path:
     return random_simulator(tmp_path_factory.mktemp("sim") / "simulator")
-
-
-def tiny_sweep(path: Path, sim: Path, **changes) -> Path:
-    config = {
-        "name": "tiny",
-        "kind": "search",
-        "simulator": str(sim),
-        "base": TINY_BASE,
-        "space": {"anc.rho": {"grid": [0.0, 1.0]}},
-        "budget": 512,
-        "eval_customers": 200,
-        "checkpoint_every": 2,
-        "scheduler": {"kind": "asha", "grace_period": 256},
-        **changes,
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def child_runs(client: mlflow.MlflowClient, parent_id: str) -> list:
-    experiment = client.get_run(parent_id).info.experiment_id
-    return client.search_runs(
-        [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
-    )
-
-
-def parent_run(client: mlflow.MlflowClient, experiment: str):
-    runs = client.search_runs(
-        [client.get_experiment_by_name(experiment).experiment_id],
-        filter_string="tags.mlflow.parentRunId IS NULL",
-    )
-    assert len(runs) == 1
-    return runs[0]
 
 
 @pytest.mark.parametrize("name", BUNDLED)

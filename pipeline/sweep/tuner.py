@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +172,8 @@ def _tuner(config: SweepConfig, prepared: Prepared, storage: Path, callback, pro
 
 
 def _run_config(config: SweepConfig, storage: Path, callback, progress: bool):
+    # `num_to_keep` makes Tune snapshot its state at each checkpoint and warn that it did.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     return tune.RunConfig(
         name=config.name,
         storage_path=str(storage),

@@ -1,0 +1,16 @@
+r"""`ecomrl simulator build` as a Ray job, taking exactly that command's arguments
+(`python -m pipeline.jobs.simulator_build --help`). From the repository root:
+
+    ray job submit --address http://HEAD:8265 --working-dir . \
+        --runtime-env-json '{"env_vars": {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}}' \
+        -- python -m pipeline.jobs.simulator_build \
+            /shared/ingested --out /shared/simulator \
+            --config simulator.yaml --no-progress
+"""
+
+from pipeline.jobs import run_command
+
+COMMAND = ("simulator", "build")
+
+if __name__ == "__main__":
+    run_command(COMMAND)
