@@ -13,6 +13,11 @@ Per iteration of `DDPG.training_step` (the off-policy loop of RLlib's DQN and SA
        (ddpg_learner.py), then update a prioritized buffer's priorities from |y − Q(s, a)|;
     3. send the new actor weights to the env runners.
 
+With `num_learners` >= 2 each learner actor updates on its shard of the replayed batch and RLlib's
+`TorchDDPRLModule` (torch DDP) averages the actor's and critic's gradients, so the learners take
+the same Adam steps and, from the same weights, the same soft target updates: no extra
+synchronisation is needed. What DDPG adds is the priorities' order (`_learner_row_order`).
+
 `DDPGConfig` subclasses `AlgorithmConfig`, not `SACConfig` or `DQNConfig`: those carry twin
 Q-networks, entropy, epsilon-greedy and Rainbow settings that DDPG must not accept. What they
 share with DDPG (RLlib's replay buffers, the next-observation learner connector and the replay
@@ -51,7 +56,9 @@ from ray.rllib.utils.metrics import (
     TD_ERROR_KEY,
     TIMERS,
 )
+from ray.rllib.utils.minibatch_utils import ShardEpisodesIterator
 from ray.rllib.utils.numpy import convert_to_numpy
+from ray.rllib.utils.replay_buffers import PrioritizedEpisodeReplayBuffer
 from ray.rllib.utils.replay_buffers.utils import update_priorities_in_episode_replay_buffer
 from ray.rllib.utils.typing import LearningRateOrSchedule
 
@@ -288,21 +295,50 @@ class DDPG(Algorithm):
                 sample_episodes=True,
             )
         self.metrics.aggregate([self.local_replay_buffer.get_metrics()], key=REPLAY_BUFFER_RESULTS)
+        order = self._learner_row_order(episodes)
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
             learner_results = self.learner_group.update(
                 episodes=episodes,
                 timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: self._env_steps_sampled()},
             )
-        td_errors = _pop_td_errors(learner_results)
+        td_errors = _pop_td_errors(learner_results, order)
         self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
         with self.metrics.log_time((TIMERS, REPLAY_BUFFER_UPDATE_PRIOS_TIMER)):
             update_priorities_in_episode_replay_buffer(
                 replay_buffer=self.local_replay_buffer, td_errors=td_errors
             )
 
+    def _learner_row_order(self, episodes: list) -> np.ndarray | None:
+        """For a prioritized buffer with `num_learners` >= 2: the position in `episodes` (the
+        buffer's sampling order, which its priority update expects) of each row of the learners'
+        |δ|, concatenated in learner order. None where that is already the sampling order.
 
-def _pop_td_errors(learner_results: list[dict]) -> dict[str, dict[str, np.ndarray]]:
-    """The per-row |δ| of every module, taken out of the results (too large to log)."""
+        The learner group shards the episodes with RLlib's `ShardEpisodesIterator` (sorted by
+        length, each dealt to the shortest shard: n-step transitions, all of length 1, go to
+        the learners in turn); the same iterator on the same list gives the same shards here."""
+        if len(self.learner_group) < 2 or not isinstance(
+            self.local_replay_buffer, PrioritizedEpisodeReplayBuffer
+        ):
+            return None
+        position = {episode.id_: i for i, episode in enumerate(episodes)}
+        shards = ShardEpisodesIterator(
+            episodes,
+            num_shards=len(self.learner_group),
+            len_lookback_buffer=self.config.episode_lookback_horizon,
+        )
+        order = np.asarray([position[e.id_] for shard in shards for e in shard])
+        # A transition cut in two (never, at length 1) would leave its rows unmatched.
+        if sorted(order.tolist()) != list(range(len(episodes))):
+            raise RuntimeError("DDPG: the learner shards are not whole sampled transitions")
+        return order
+
+
+def _pop_td_errors(
+    learner_results: list[dict], order: np.ndarray | None = None
+) -> dict[str, dict[str, np.ndarray]]:
+    """The per-row |δ| of every module, taken out of the results (too large to log), in the
+    order the buffer sampled the rows: `order[j]` is where row j of the learners' concatenated
+    results was sampled (None: already in that order)."""
     td_errors = defaultdict(list)
     for results in learner_results:
         for module_id, module_results in results.items():
@@ -310,7 +346,10 @@ def _pop_td_errors(learner_results: list[dict]) -> dict[str, dict[str, np.ndarra
                 td_errors[module_id].extend(
                     convert_to_numpy(module_results.pop(TD_ERROR_KEY).peek())
                 )
-    return {
-        module_id: {TD_ERROR_KEY: np.concatenate(errors, axis=0)}
-        for module_id, errors in td_errors.items()
-    }
+    out = {}
+    for module_id, errors in td_errors.items():
+        errors = np.concatenate(errors, axis=0)
+        if order is not None:
+            errors[order] = errors.copy()
+        out[module_id] = {TD_ERROR_KEY: errors}
+    return out

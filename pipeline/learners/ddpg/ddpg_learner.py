@@ -42,6 +42,8 @@ class DDPGTorchLearner(TorchLearner):
     """Learner of `DDPGTorchRLModule` (see the module docstring for the losses)."""
 
     def build(self) -> None:
+        # With `num_learners` >= 2 super().build() has wrapped each module in torch DDP, which
+        # broadcast learner 0's weights: the target copies below start identical everywhere.
         super().build()
         for module in self.module._rl_modules.values():
             module.unwrapped().make_target_networks()
@@ -52,7 +54,7 @@ class DDPGTorchLearner(TorchLearner):
 
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
         """Separate Adam optimizers: θμ at `actor_lr`, θQ at `critic_lr`."""
-        module = self._module[module_id]
+        module = self._module[module_id].unwrapped()  # the same parameters under DDP
         for name, net, lr in (
             ("actor", module.actor, config.actor_lr),
             ("critic", module.critic, config.critic_lr),

@@ -15,18 +15,26 @@ The GROUP mean leaves the episode itself out, so b_t does not depend on the epis
 actions and the gradient stays unbiased. Advantages are divided by their batch standard
 deviation (not centred: centring would itself be a baseline and erase the difference between
 REINFORCE and its variants).
+
+With several learners (`num_learners` >= 2) RLlib's learner group deals the episodes to the
+learners one at a time, so the lists of one request (consecutive sub-envs) end up on different
+learners, and it may cut a list in two where a shard fills up. Each learner therefore gathers
+every learner's rewards and reset infos (`torch.distributed.all_gather_object`), rebuilds the
+whole lists, computes the advantages of the whole batch exactly as one learner would, and keeps
+its own rows: the group baselines and the standard deviation are the single-learner ones.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import defaultdict
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.evaluation.postprocessing import Postprocessing
+from torch import distributed
 
 from pipeline.rerank.rewards import returns_to_go
 
@@ -42,12 +50,73 @@ class Baseline(enum.StrEnum):
 _MIN_LOGGED = 1e-3
 
 
-def _complete(episode) -> None:
-    if episode.t_started != 0 or not episode.is_terminated:
-        raise ValueError(
-            "list advantages need whole episodes: set batch_mode='complete_episodes' "
-            f"(got an episode chunk starting at t={episode.t_started})"
+# The reset infos the baselines read (rllib_envs/rerank.py).
+_INFO_KEYS = ("draw", "logged_rewards")
+
+
+class Piece(NamedTuple):
+    """What the learners exchange about an episode, or a piece of one the learner group cut."""
+
+    episode_id: str
+    t_started: int
+    rewards: np.ndarray
+    infos: dict  # the reset infos (`_INFO_KEYS`); empty unless t_started == 0
+    terminated: bool
+
+    @classmethod
+    def of(cls, episode) -> Piece:
+        infos = episode.get_infos(0) if episode.t_started == 0 else {}
+        return cls(
+            episode.id_,
+            episode.t_started,
+            np.asarray(episode.get_rewards(), np.float64),
+            {key: infos[key] for key in _INFO_KEYS if key in infos},
+            bool(episode.is_terminated),
         )
+
+
+class WholeList(NamedTuple):
+    rewards: np.ndarray
+    infos: dict  # the reset infos
+
+
+def whole_lists(pieces: list[Piece]) -> dict[str, WholeList]:
+    """The lists the pieces make up, by episode id, in the order of their first piece. Raises
+    unless every list is whole: from t = 0, without a gap, terminated."""
+    by_id: dict[str, list[Piece]] = defaultdict(list)
+    for piece in pieces:
+        by_id[piece.episode_id].append(piece)
+    lists = {}
+    for episode_id, parts in by_id.items():
+        parts.sort(key=lambda part: part.t_started)
+        t = 0
+        for part in parts:
+            if part.t_started != t:
+                raise ValueError(
+                    "list advantages need whole episodes: set batch_mode='complete_episodes' "
+                    f"(got an episode chunk starting at t={part.t_started})"
+                )
+            t += len(part.rewards)
+        if not parts[-1].terminated:
+            raise ValueError(
+                "list advantages need whole episodes: set batch_mode='complete_episodes' "
+                f"(got an episode that is not terminated at t={t})"
+            )
+        rewards = np.concatenate([part.rewards for part in parts])
+        lists[episode_id] = WholeList(rewards, parts[0].infos)
+    return lists
+
+
+def gather_pieces(local: list[Piece]) -> list[Piece]:
+    """Every learner's pieces, in rank order (the same list on every learner); `local` itself
+    without torch.distributed."""
+    if not (distributed.is_available() and distributed.is_initialized()):
+        return local
+    if distributed.get_world_size() == 1:
+        return local
+    gathered: list[list[Piece] | None] = [None] * distributed.get_world_size()
+    distributed.all_gather_object(gathered, local)
+    return [piece for pieces in gathered for piece in pieces]
 
 
 def group_baselines(draws: list[int], returns: list[np.ndarray]) -> np.ndarray:
@@ -80,15 +149,27 @@ class ListAdvantages(ConnectorV2):
         episodes = list(
             self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False)
         )
-        for episode in episodes:
-            _complete(episode)
-        returns = [returns_to_go(np.asarray(e.get_rewards(), np.float64)) for e in episodes]
+        local = [Piece.of(episode) for episode in episodes]
+        lists = whole_lists(gather_pieces(local))  # all learners' lists (module docstring)
+        returns = [returns_to_go(whole.rewards) for whole in lists.values()]
         flat = np.concatenate(returns)
-        baseline = self._baseline(episodes, returns, flat)
+        baseline = self._baseline(list(lists.values()), returns, flat)
         advantages = flat - baseline
         if self.baseline is Baseline.LOGGED_RATE:
             advantages /= np.maximum(baseline, _MIN_LOGGED)
         advantages /= max(1e-4, float(advantages.std()))
+        # Back to this learner's rows: each piece's steps of its list, in the batch's order.
+        starts = dict(zip(lists, np.cumsum([0, *map(len, returns)])[:-1], strict=True))
+        rows = np.concatenate(
+            [
+                np.zeros(0, np.int64),  # a learner with no rows
+                *(
+                    np.arange(len(piece.rewards)) + starts[piece.episode_id] + piece.t_started
+                    for piece in local
+                ),
+            ]
+        )
+        advantages, flat = advantages[rows], flat[rows]
         for module_id, module_batch in batch.items():
             device = next(rl_module[module_id].parameters()).device
             module_batch[Postprocessing.ADVANTAGES] = torch.as_tensor(
@@ -99,19 +180,21 @@ class ListAdvantages(ConnectorV2):
             )
         return batch
 
-    def _baseline(self, episodes, returns, flat: np.ndarray) -> np.ndarray:
+    def _baseline(self, lists: list[WholeList], returns, flat: np.ndarray) -> np.ndarray:
         if self.baseline is Baseline.NONE:
             return np.zeros_like(flat)
         if self.baseline is Baseline.GROUP:
-            return group_baselines([int(e.get_infos(0)["draw"]) for e in episodes], returns)
-        return self._logged(episodes)
+            return group_baselines([int(whole.infos["draw"]) for whole in lists], returns)
+        return self._logged(lists)
 
     @staticmethod
-    def _logged(episodes) -> np.ndarray:
-        """L_t: the logged order's return-to-go, from each episode's reset infos."""
+    def _logged(lists: list[WholeList]) -> np.ndarray:
+        """L_t: the logged order's return-to-go, from each list's reset infos."""
         return np.concatenate(
             [
-                returns_to_go(np.asarray(e.get_infos(0)["logged_rewards"], np.float64))[: len(e)]
-                for e in episodes
+                returns_to_go(np.asarray(whole.infos["logged_rewards"], np.float64))[
+                    : len(whole.rewards)
+                ]
+                for whole in lists
             ]
         )

@@ -16,6 +16,10 @@ trained (`use_critic=False`); the seed's PPO with a critic is RLlib's own PPO.
 
 Episodes must be whole lists (`batch_mode="complete_episodes"`); PPO-MC needs `group_size` > 1
 in `ReRank-v0`'s env_config, so that each request is served to several sub-envs at once.
+
+Data-parallel learners (`.learners(num_learners=2)`): PPO's gradients are averaged by RLlib's
+DDP wrapper (told that the unused value head gets no gradient), and the list advantages are
+computed over all learners' lists (advantages.py), so the update is the single-learner one.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ class PPOMCConfig(PPOConfig):
         self.use_critic = False
         self.use_kl_loss = False
         self.batch_mode = "complete_episodes"
+        # With `num_learners` >= 2 RLlib wraps the module in torch DDP, which by default expects
+        # a gradient for every parameter; the generator's value head gets none (no critic).
+        self.torch_ddp_kwargs = {"find_unused_parameters": True}
 
     @override(PPOConfig)
     def training(self, *, baseline=NotProvided, **kwargs) -> Self:

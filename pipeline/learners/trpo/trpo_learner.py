@@ -12,9 +12,30 @@ One update sees the whole train batch, with advantages Â and value targets from
 2. value step: V_φ regressed on the value targets, E[(V_φ(s) - V̂)²], by Adam (`vf_lr`) over
    `vf_epochs` epochs of minibatches.
 
-With several learners (`num_learners` > 1) each one holds a shard of the batch; g, every F·v,
-the line search's (L, KL) and the value gradients are averaged across them (all_reduce), so all
-learners take the same steps and keep identical weights.
+Several learners (`num_learners` >= 2, torch DDP over gloo on CPU, NCCL on GPUs) each hold a
+shard k of the batch, n_k of its N rows. RLlib wraps their modules in `TorchDDPRLModule`, but DDP
+only averages gradients that flow through its own forward and `backward()`; the TRPO step uses
+`torch.autograd.grad` on the unwrapped module, so it does its own all_reduces instead
+(`torch.distributed`, initialised by RLlib's learner group). Every quantity of the step is a
+mean over rows, and the mean over all N rows is Σ_k (n_k / N) · (mean over shard k): each
+learner scales its shard's mean by its share w_k = n_k / N (`shard_weight`) and the all_reduce
+sums them. That holds for
+
+    g (the surrogate's gradient), every F·v (F is the Hessian of the mean KL, so it is the
+    weighted sum of the shards' Hessians), the line search's (L(θ) − L(θ_old), KL), the
+    advantages' mean and standard deviation, and the value loss's gradients;
+
+so every learner computes the full-batch g, the same CG iterates, the same step and line-search
+decision, and the same Adam steps: the weights stay identical without being broadcast. This is
+single-learner TRPO on the whole batch, not an approximation of it (and not a plain average of
+the shards' estimates, which would weight unequal shards wrongly), with two exceptions, both in
+how RLlib's learner group shards episodes before the learners see them:
+
+- RLlib's GAE connector standardises the advantages over the rows it sees, i.e. per shard;
+  `_advantages` redoes the standardisation with all learners' mean and std;
+- the learner group cuts an episode in two where a shard fills up (at most `num_learners` − 1
+  episodes per batch): GAE then bootstraps from V at the cut, as at the end of a rollout
+  fragment, instead of seeing the rest of that episode's rewards.
 """
 
 from __future__ import annotations
@@ -44,12 +65,34 @@ STEP_ACCEPTED_KEY = "step_accepted"
 POLICY_GRAD_NORM_KEY = "policy_grad_norm"
 
 
-def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
-    """x averaged, in place, over the data-parallel learners (x itself with one learner)."""
+def world_size() -> int:
+    """The number of data-parallel learners (1 when torch.distributed is not initialised)."""
     if distributed.is_available() and distributed.is_initialized():
+        return distributed.get_world_size()
+    return 1
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Σ over the learners of x, in place (x itself with one learner). Every learner gets the
+    same bits back."""
+    if world_size() > 1:
         distributed.all_reduce(x)
-        x /= distributed.get_world_size()
     return x
+
+
+def shard_weight(rows: torch.Tensor) -> torch.Tensor:
+    """w_k = n_k / Σ_j n_j, this learner's share of all learners' rows (1 with one learner):
+    all_reduce_sum(w_k · mean over shard k) is the mean over all rows, whatever the sizes."""
+    if world_size() == 1:
+        return torch.ones_like(rows)
+    return rows / all_reduce_sum(rows.clone()).clamp_min(1)
+
+
+def num_rows(mask: torch.Tensor | None, size: int, device) -> torch.Tensor:
+    """The rows `masked_mean` averages over, as a float tensor on `device`."""
+    if mask is None:
+        return torch.tensor(float(size), device=device)
+    return mask.sum().float()
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -190,7 +233,12 @@ class TRPOTorchLearner(TorchLearner):
         theta, _ = split_parameters(module)
         dist_cls = module.get_train_action_dist_cls()
         mask = batch.get(Columns.LOSS_MASK)
-        actions, advantages = batch[Columns.ACTIONS], batch[Postprocessing.ADVANTAGES]
+
+        actions = batch[Columns.ACTIONS]
+        advantages = self._advantages(module, batch)
+        # All means below are over this shard's rows; w · mean summed over the learners is the
+        # mean over all of them (module docstring). w = 1 with one learner.
+        w = shard_weight(num_rows(mask, len(actions), actions.device))
 
         def policy():
             return dist_cls.from_logits(module.forward_train(batch)[Columns.ACTION_DIST_INPUTS])
@@ -205,12 +253,12 @@ class TRPOTorchLearner(TorchLearner):
         def mean_kl(pi) -> torch.Tensor:  # E[KL(π_old ‖ π_θ)]
             return masked_mean(old.kl(pi), mask)
 
-        g = all_reduce_mean(flat_grad(surrogate(policy()), theta))
+        g = all_reduce_sum(w * flat_grad(surrogate(policy()), theta))
         kl_grad = flat_grad(mean_kl(policy()), theta, create_graph=True)
 
         def fisher_vector_product(v: torch.Tensor) -> torch.Tensor:  # (F + damping·I) v
             fv = flat_grad(kl_grad @ v, theta, retain_graph=True)
-            return all_reduce_mean(fv) + config.cg_damping * v
+            return all_reduce_sum(w * fv) + config.cg_damping * v
 
         s = conjugate_gradient(fisher_vector_product, g, config.cg_iters)
         s_f_s = (s @ fisher_vector_product(s)).clamp_min(torch.finfo(s.dtype).tiny)  # 0 iff g = 0
@@ -222,8 +270,8 @@ class TRPOTorchLearner(TorchLearner):
         def evaluate(fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
             assign(theta, theta_old + fraction * full_step)
             pi = policy()
-            improvement, kl = all_reduce_mean(
-                torch.stack([surrogate(pi) - surrogate_old, mean_kl(pi)])
+            improvement, kl = all_reduce_sum(
+                w * torch.stack([surrogate(pi) - surrogate_old, mean_kl(pi)])
             )
             return improvement, kl
 
@@ -244,6 +292,21 @@ class TRPOTorchLearner(TorchLearner):
             key=module_id,
             window=1,
         )
+
+    def _advantages(self, module, batch) -> torch.Tensor:
+        """Â as one learner with the whole batch would have them. RLlib's GAE connector
+        standardises A = V̂ − V(s) over the rows it sees (all of them, the masked bootstrap rows
+        included), i.e. over this learner's shard only. With several learners A is rebuilt
+        from the value targets (the module has not changed since the connector ran) and
+        standardised with the mean and std over all learners' rows."""
+        if world_size() == 1:
+            return batch[Postprocessing.ADVANTAGES]
+        with torch.no_grad():
+            raw = (batch[Postprocessing.VALUE_TARGETS] - module.compute_values(batch)).double()
+        w = shard_weight(torch.tensor(float(len(raw)), dtype=raw.dtype, device=raw.device))
+        mean, mean_square = all_reduce_sum(w * torch.stack([raw.mean(), (raw**2).mean()]))
+        std = (mean_square - mean**2).clamp_min(0).sqrt()  # numpy's std (ddof=0), as RLlib
+        return ((raw - mean) / std.clamp_min(1e-4)).float()
 
     def _value_regression(self, batch: dict) -> None:
         """`vf_epochs` epochs of Adam steps on the value loss, each epoch over the same number
@@ -266,7 +329,9 @@ class TRPOTorchLearner(TorchLearner):
             self.metrics.log_value((module_id, VF_LOSS_KEY), vf_loss.item(), window=1)
 
     def _value_step(self, minibatch: dict) -> dict:
-        """One optimizer step on the value losses, gradients averaged over the learners."""
+        """One optimizer step on the value losses. With several learners each one's loss is
+        scaled by its share w of the minibatch rows before `backward()` and the gradients are
+        summed (one all_reduce): the gradient of the value loss over all learners' rows."""
         losses = {
             mid: self.compute_loss_for_module(
                 module_id=mid,
@@ -276,8 +341,19 @@ class TRPOTorchLearner(TorchLearner):
             )
             for mid, b in minibatch.items()
         }
-        grads = {ref: g for ref, g in self.compute_gradients(losses).items() if g is not None}
-        for g in grads.values():
-            all_reduce_mean(g)
+        scaled = losses
+        if world_size() > 1:
+            scaled = {
+                mid: loss * shard_weight(num_rows(b.get(Columns.LOSS_MASK), len(b), loss.device))
+                for (mid, loss), b in zip(losses.items(), minibatch.values(), strict=True)
+            }
+        grads = {ref: g for ref, g in self.compute_gradients(scaled).items() if g is not None}
+        if world_size() > 1 and grads:
+            flat = all_reduce_sum(torch.cat([g.reshape(-1) for g in grads.values()]))
+            sizes = [g.numel() for g in grads.values()]
+            grads = {
+                ref: chunk.view_as(g)
+                for (ref, g), chunk in zip(grads.items(), flat.split(sizes), strict=True)
+            }
         self.apply_gradients(self.postprocess_gradients(grads))
         return {mid: loss.detach() for mid, loss in losses.items()}
