@@ -6,6 +6,7 @@ from pathlib import Path
 
 import mlflow
 import yaml
+from learner_settings import TINY
 
 # One PPO iteration = 128 env steps: a trial of budget 512 reports 4 times.
 TINY_BASE = {
@@ -14,7 +15,7 @@ TINY_BASE = {
     "num_envs_per_env_runner": 16,
     "hidden": [16],
     "initial_action_std": 0.1,
-    "settings": {"train_batch_size_per_learner": 128, "minibatch_size": 64, "num_epochs": 1},
+    "settings": TINY["ppo"],
 }
 
 

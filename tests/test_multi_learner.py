@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from learner_settings import TINY as SINGLE
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner.training_data import TrainingData
@@ -32,19 +33,14 @@ from pipeline.learners.ddpg.ddpg import DDPG, _pop_td_errors
 from pipeline.learners.train import rllib_config, training_config
 
 ALGOS = ["ppo", "trpo", "ddpg"]
-# Per learner, as tests/test_train.py: `train_batch_size_per_learner` is PER learner, so two
+# Per learner, as tests/learner_settings.py: `train_batch_size_per_learner` is PER learner, so two
 # learners sample 256 env steps per PPO or TRPO iteration, and train on 128 each (PPO: two
 # minibatch steps; TRPO: one natural-gradient step and two value steps). DDPG's one iteration
 # (1000 env steps) makes tens of updates from a prioritized buffer, whose priorities come back
 # from the learners' shards (DDPG._learner_row_order).
 TINY = {
-    "ppo": {"train_batch_size_per_learner": 128, "minibatch_size": 64, "num_epochs": 1},
-    "trpo": {"train_batch_size_per_learner": 128, "vf_minibatch_size": 64, "vf_epochs": 1},
-    "ddpg": {
-        "train_batch_size_per_learner": 32,
-        "num_steps_sampled_before_learning_starts": 64,
-        "replay_buffer_config": {"type": "PrioritizedEpisodeReplayBuffer"},
-    },
+    **SINGLE,
+    "ddpg": {**SINGLE["ddpg"], "replay_buffer_config": {"type": "PrioritizedEpisodeReplayBuffer"}},
 }
 
 

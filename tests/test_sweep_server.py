@@ -93,6 +93,27 @@ def test_the_backend_store_is_postgresql(swept, postgres_url):
         assert cur.fetchall() == [(load_simulator(swept["simulator"]).version,)]
 
 
+def show_chart(driver, metric: str, screenshot: Path, timeout: float = 60) -> str:
+    """Type `metric` into the runs page's chart search box; wait until its chart is drawn
+    (its title and legend are on the page) and save a screenshot. Returns the page text."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, timeout, poll_frequency=0.5)
+    box = wait.until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "input[placeholder='Search metric charts']")
+    )
+    box.send_keys(metric)
+
+    def drawn(d) -> str | None:
+        text = d.find_element(By.TAG_NAME, "body").text
+        return text if f"({metric})" in text else None  # the legend: "run name (metric)"
+
+    text = wait.until(drawn)
+    driver.save_screenshot(str(screenshot))
+    return text
+
+
 def test_the_ui_shows_the_trials_and_their_metric(swept, mlflow_server_url, chromium_driver):
     parent, trials = swept["parent"], swept["trials"]
     experiment = parent.info.experiment_id
@@ -101,16 +122,19 @@ def test_the_ui_shows_the_trials_and_their_metric(swept, mlflow_server_url, chro
     assert_page_shows(
         chromium_driver,
         f"{mlflow_server_url}/#/experiments/{experiment}/runs?compareRunsMode=CHART",
-        ["sweep-team", "team", *names, "3 matching runs", "sim_r2p"],
+        ["sweep-team", "team", *names, "3 matching runs"],
         shots / "sweep-experiment.png",
         expand_runs=True,
     )
+    # As a user would: the chart of the sweep's metric, found with the charts' search box.
+    charts = show_chart(chromium_driver, "sim_r2p", shots / "sweep-sim_r2p-chart.png")
+    assert all(name in charts for name in names)
     run_ids = [t.info.run_id for t in trials]
     assert_page_shows(
         chromium_driver,
         f"{mlflow_server_url}/#/compare-runs?runs={json.dumps(run_ids)}"
         f"&experiments={json.dumps([experiment])}",
-        ["Comparing 2 Runs", *names, "sim_r2p", "train/anc/rho"],
+        ["Comparing 2 Runs", *names, "train/anc/rho", "env_steps"],
         shots / "sweep-compare-trials.png",
         scroll_to="Run details",
     )

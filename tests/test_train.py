@@ -10,19 +10,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from learner_settings import TINY
 from simulator_factory import random_simulator
 
 from pipeline.export.loader import load_policy
-
-# Per learner, the smallest RLlib settings that still run a real update.
-TINY = {
-    "ppo": {"train_batch_size_per_learner": 128, "minibatch_size": 64, "num_epochs": 1},
-    "trpo": {"train_batch_size_per_learner": 128, "vf_minibatch_size": 64, "vf_epochs": 1},
-    "ddpg": {
-        "train_batch_size_per_learner": 32,
-        "num_steps_sampled_before_learning_starts": 64,
-    },
-}
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,13 @@ from typing import Any
 
 from ray import tune
 from ray.air.integrations.mlflow import MLflowLoggerCallback
+from ray.tune.result import (
+    AUTO_RESULT_KEYS,
+    DONE,
+    SHOULD_CHECKPOINT,
+    TIME_TOTAL_S,
+    TRAINING_ITERATION,
+)
 
 from pipeline import tracking
 from pipeline.errors import UserError
@@ -44,6 +51,9 @@ class Prepared:
     tags: dict[str, str]
 
 
+_TUNE_KEYS = {*AUTO_RESULT_KEYS, DONE, SHOULD_CHECKPOINT} - {TIME_TOTAL_S, TRAINING_ITERATION}
+
+
 class TrialRunsCallback(MLflowLoggerCallback):
     """Ray's MLflow logger, its trial -> run map kept in Tune's experiment state by trial id:
     a resumed trial logs into the run it started, not a new one."""
@@ -57,6 +67,12 @@ class TrialRunsCallback(MLflowLoggerCallback):
             self._trial_runs[trial] = self.run_ids[trial.trial_id]
         super().log_trial_start(trial)
         self.run_ids[trial.trial_id] = self._trial_runs[trial]
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        # What the trial measured: not Tune's bookkeeping (pids, timestamps, the config again,
+        # which is the run's params already).
+        metrics = {k: v for k, v in result.items() if k not in _TUNE_KEYS}
+        super().log_trial_result(iteration, trial, metrics)
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
         if trial not in self._trial_runs:  # it failed before it started: record it all the same
