@@ -503,7 +503,7 @@ def sweep(
         Path,
         typer.Argument(
             help="Sweep YAML file, or the name of a bundled one (anc, rewards, rerank_rewards, "
-            "learners: tune_configs/NAME.yaml)."
+            "learners, lr_optuna: tune_configs/NAME.yaml)."
         ),
     ],
     resume: Annotated[
