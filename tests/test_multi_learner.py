@@ -249,8 +249,9 @@ def test_list_advantages_of_sharded_lists_are_the_whole_batch_ones(monkeypatch, 
 def test_ppo_mc_trains_with_two_learners_that_stay_identical(
     ray_session, one_torch_thread, tmp_path
 ):
-    """The re-ranking PPO-MC (and GAIL, the same learner) with `.learners(num_learners=2)`: the
-    generator's unused value head no longer stops DDP, and both learners end identical."""
+    """The re-ranking PPO-MC (and GAIL, the same learner) with `num_learners: 2` in its run
+    config: the generator's unused value head no longer stops DDP, and both learners end
+    identical."""
     from rerank_data import make_rerank_data
 
     from pipeline.rerank.config import RerankConfig
@@ -258,9 +259,9 @@ def test_ppo_mc_trains_with_two_learners_that_stay_identical(
 
     data = make_rerank_data(tmp_path / "rerank")
     tiny = {"num_envs": 16, "group_size": 4, "minibatch_size": 128, "num_epochs": 2}
-    study = RerankConfig(runs={"run": {"learner": "ppo_mc", **tiny}})
+    study = RerankConfig(runs={"run": {"learner": "ppo_mc", "num_learners": 2, **tiny}})
     config = rerank_config(data.requests, data.evaluators.parent, study.run("run"), study)
-    algo = config.learners(num_learners=2).build_algo()
+    algo = config.build_algo()
     state, _ = _on_learners()
     try:
         result = algo.train()

@@ -115,6 +115,8 @@ class GeneratorTrainConfig(FrozenConfig):
         8, ge=2, description="PPO-MC and GAIL: permutations sampled per request"
     )
     num_env_runners: int = Field(0, ge=0, description="remote env runners (0: in the driver)")
+    num_learners: int = Field(0, ge=0, description="data-parallel learners (0: in the driver)")
+    num_gpus_per_learner: float = Field(0, ge=0)
     lr: float = Field(1e-3, gt=0)
     entropy_coeff: float = Field(0.01, ge=0, description="the same entropy bonus for all")
     num_epochs: int = Field(2, ge=1, description="PPO, PPO-MC, GAIL: passes over a batch")

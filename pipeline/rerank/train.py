@@ -154,6 +154,7 @@ def rllib_config(ingested: str | Path, out: Path, run: GeneratorTrainConfig, con
             entropy_coeff=run.entropy_coeff,
             gamma=1.0,
         )
+        .learners(num_learners=run.num_learners, num_gpus_per_learner=run.num_gpus_per_learner)
         .rl_module(rl_module_spec=module_spec(generator))
         .debugging(seed=run.seed)
     )
