@@ -20,6 +20,7 @@ import yaml
 from simulator_factory import random_simulator
 from sweep_factory import TINY_BASE, child_runs, parent_run, tiny_sweep
 
+from pipeline.errors import UserError
 from pipeline.simulator.checkpoint import load_simulator
 from pipeline.sweep.config import load_sweep
 
@@ -29,6 +30,27 @@ BUNDLED = ["anc", "rewards", "rerank_rewards", "learners", "lr_optuna"]
 @pytest.fixture(scope="module")
 def simulator(tmp_path_factory) -> Path:
     return random_simulator(tmp_path_factory.mktemp("sim") / "simulator")
+
+
+def test_the_anc_sweep_scales_mu_by_the_logged_action_norm(tmp_path):
+    """The bundled ANC sweep resolves on a simulator whose manifest has the logged action
+    norms: rho as given, mu the grid's multiples of their p90; without it, a clear error."""
+    from pipeline.learners.anc import LOGGED_NORM_METRIC
+    from pipeline.learners.train import LOGGED_MEDIAN_NORM_METRIC
+    from pipeline.sweep.tuner import prepare
+
+    metrics = {LOGGED_NORM_METRIC: 0.8, LOGGED_MEDIAN_NORM_METRIC: 0.5}
+    sim = random_simulator(tmp_path / "sim", metrics=metrics)
+    prepared = prepare(load_sweep(Path("anc"), {"simulator": str(sim)}))
+    anc = prepared.param_space["train"]["anc"]
+    assert anc["rho"] == {"grid_search": [0, 0.5, 1, 2]}
+    assert anc["mu"] == {"grid_search": pytest.approx([0.4, 0.8, 1.2, 1.6])}
+    assert prepared.param_space["train"]["algo"] == "trpo"
+    assert prepared.tags["simulator_version"] == load_simulator(sim).version
+
+    bare = random_simulator(tmp_path / "bare")  # no logged norms in its manifest
+    with pytest.raises(UserError, match=f"the manifest has no {LOGGED_NORM_METRIC}"):
+        prepare(load_sweep(Path("anc"), {"simulator": str(bare)}))
 
 
 @pytest.mark.parametrize("name", BUNDLED)
