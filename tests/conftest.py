@@ -34,6 +34,16 @@ def mlflow_store(tmp_path_factory) -> str:
     return uri
 
 
+@pytest.fixture(autouse=True)
+def mlflow_store_restored(mlflow_store):
+    """`mlflow.set_tracking_uri` also sets MLFLOW_TRACKING_URI: after a test that pointed MLflow
+    at a store of its own, the next ones log to the session's store again."""
+    yield
+    os.environ["MLFLOW_TRACKING_URI"] = mlflow_store
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(mlflow_store)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the whole test session (a fresh one costs ~10 s)."""

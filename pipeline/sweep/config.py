@@ -158,6 +158,8 @@ class SweepConfig(FrozenConfig):
             raise ValueError("a rerank sweep needs `study`")
         if self.kind is Kind.RERANK and any(p.scale for p in self.space.values()):
             raise ValueError("scaled parameters belong to search sweeps")
+        if self.grace_period > self.budget:
+            raise ValueError(f"scheduler.grace_period {self.grace_period} exceeds the budget")
         grids = [k for k, p in self.space.items() if p.grid is not None]
         if self.search is Search.OPTUNA and grids:
             raise ValueError(f"optuna samples, it does not enumerate grids: {', '.join(grids)}")
