@@ -221,7 +221,7 @@ def run_sweep(
     directory = storage / config.name
     parent_id = _check_directory(config, directory, resume)
     prepared = prepare(config)
-    tracking.check_server(tracking.tracking_uri())
+    tracking.check_server(tracking.tracking_uri())  # before Ray starts, not after
     ensure_ray()
     params = {"sweep": config.model_dump(mode="json"), "storage": str(storage)}
     with tracking.run(
