@@ -17,7 +17,7 @@ from pipeline.errors import UserError
 from pipeline.learners.anc import LOGGED_NORM_METRIC, anc_environment
 from pipeline.learners.config import TrainConfig
 from pipeline.learners.registry import Algo, algorithm_config
-from pipeline.simulator.checkpoint import load_simulator
+from pipeline.simulator.checkpoint import Manifest, load_simulator
 from rllib_envs import ENV_ID
 
 CHECKPOINT_DIR = "checkpoint"
@@ -41,18 +41,22 @@ class ManifestDefaults:
     initial_action_std: float | None  # the Gaussian's starting std; None for DDPG
 
 
-def manifest_defaults(simulator: str, config: TrainConfig) -> ManifestDefaults:
+def manifest_defaults(
+    simulator: str, config: TrainConfig, manifest: Manifest | None = None
+) -> ManifestDefaults:
     """mu of eq. 3: as configured, else the logged action norms' p90. The starting std of a
     Gaussian policy (PPO, TRPO): as configured, else the logged actions' per-dimension scale,
     their median norm / sqrt(action_dim). RLlib starts at std 1 per dimension, an action norm
     of ~sqrt(action_dim) = 5 here, ten times the logged norms: the first iterations would then
-    explore (and, under ANC, be penalised) almost only where the simulator has seen no data."""
+    explore (and, under ANC, be penalised) almost only where the simulator has seen no data.
+    `manifest`: the simulator's, when already read (a `runs:/` simulator is downloaded to read
+    it)."""
     mu = None if config.anc is None else config.anc.mu
     std = None if config.algo is Algo.DDPG else config.initial_action_std
     need_mu = config.anc is not None and mu is None
     need_std = config.algo is not Algo.DDPG and std is None
     if need_mu or need_std:
-        manifest = load_simulator(simulator).manifest
+        manifest = manifest or load_simulator(simulator).manifest
         if need_mu:
             mu = _logged(simulator, manifest.metrics, LOGGED_NORM_METRIC, "anc.mu")
         if need_std:

@@ -66,11 +66,8 @@ class SearchTrial(_AlgorithmTrial):
         return {
             **iteration_metrics(result),
             "env_steps": sampled_env_steps(result),
-            "sim_r2p": self._sim_r2p(),
+            "sim_r2p": sim_r2p(self.algo.get_module(), self.simulator, self.train, self.customers),
         }
-
-    def _sim_r2p(self) -> float:
-        return sim_r2p(self.algo.get_module(), self.simulator, self.train, self.customers)
 
 
 def sim_r2p(module, simulator, train: TrainConfig, customers: np.ndarray) -> float:

@@ -99,10 +99,11 @@ def _prepare_search(config: SweepConfig) -> Prepared:
     from pipeline.simulator.checkpoint import load_simulator
     from pipeline.sweep.trainables import SearchTrial, search_resources
 
+    simulator = load_simulator(config.simulator)  # read (downloaded) once
     for train in trial_configs(config, TrainConfig, config.base, "sweep"):
         training_config(train)  # RLlib knows every `settings` name of every learner
-        manifest_defaults(config.simulator, train)  # the manifest has what the defaults need
-    simulator = load_simulator(config.simulator)
+        # The manifest has what the defaults need.
+        manifest_defaults(config.simulator, train, simulator.manifest)
     scales = {Scale.LOGGED_ACTION_NORM: simulator.manifest.metrics.get(LOGGED_NORM_METRIC)}
     domains = {}
     for dotted, param in config.space.items():
